@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlite_utils
 
+from core.errors import UserError
+
 SCHEMA_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"
 RATING_KINDS = ("score", "pairwise", "rank", "thumbs", "rewrite", "flag", "skip")
@@ -39,7 +41,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-class ProjectError(Exception):
+class ProjectError(UserError):
     """A project file problem stated for a person: which file, what is wrong, what to do."""
 
 

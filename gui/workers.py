@@ -1,0 +1,139 @@
+"""The one way the app runs long work: a core generator on a QThread, each yield a signal.
+
+    task = Task(lambda cancel: generate_samples(store, model, params, cancel=cancel))
+    task.progress.connect(on_progress)   # every yielded value, on the GUI thread
+    task.result.connect(on_done)         # the generator's return value (StopIteration.value)
+    task.failed.connect(on_error)        # the exception, with a message for people
+    task.start()
+    ...
+    task.cancel()                        # sets the cancel flag; the generator stops between units
+
+The work function receives a ``threading.Event`` (the cancel flag) and returns an iterator. It runs
+entirely on the worker thread, so anything it opens there (an SQLite connection, a model) belongs
+to that thread. The GUI thread only receives signals.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+WorkFn = Callable[[threading.Event], Iterator[Any]]
+
+_live_tasks: set[Task] = set()
+
+
+class _Worker(QObject):
+    """Runs the work function on its thread and turns each yield into a signal."""
+
+    progress = Signal(object)
+    """Emitted with each value the generator yields."""
+    result = Signal(object)
+    """Emitted once with the generator's return value when it finishes without error."""
+    failed = Signal(object, str)
+    """Emitted once with the exception and its formatted traceback when the work raises."""
+    finished = Signal()
+    """Emitted last, always: after result, failed or a cancel."""
+
+    def __init__(self, fn: WorkFn, cancel: threading.Event):
+        super().__init__()
+        self._fn = fn
+        self._cancel = cancel
+        self.thread_ident: int | None = None
+
+    @Slot()
+    def run(self) -> None:
+        self.thread_ident = threading.get_ident()
+        try:
+            gen = self._fn(self._cancel)
+            value = None
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    value = stop.value
+                    break
+                self.progress.emit(item)
+                if self._cancel.is_set():
+                    gen.close()
+                    break
+            if not self._cancel.is_set():
+                self.result.emit(value)
+        except BaseException as e:  # noqa: BLE001 - reported to the GUI, never lost
+            self.failed.emit(e, traceback.format_exc())
+        finally:
+            self.finished.emit()
+
+
+class Task(QObject):
+    """A cancellable background job; signals arrive on the thread that created the Task."""
+
+    progress = Signal(object)
+    """Each value the work yields (e.g. GenerationProgress, StepMetrics)."""
+    result = Signal(object)
+    """The work's return value, after the last progress."""
+    failed = Signal(object, str)
+    """(exception, traceback text) when the work raised."""
+    finished = Signal()
+    """Always emitted last; the thread has stopped by the time slots run."""
+
+    def __init__(self, fn: WorkFn, name: str = "task", parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.cancel_event = threading.Event()
+        self._thread = QThread()
+        self._thread.setObjectName(name)
+        self._worker = _Worker(fn, self.cancel_event)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.result.connect(self.result)
+        self._worker.failed.connect(self.failed)
+        self._worker.finished.connect(self._thread.quit)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._running = False
+
+    @property
+    def worker_thread_ident(self) -> int | None:
+        """The Python thread id the work ran on (tests check it is not the GUI thread)."""
+        return self._worker.thread_ident
+
+    def start(self) -> Task:
+        _live_tasks.add(self)  # keep alive until the thread ends, even if the caller drops it
+        self._running = True
+        self._thread.start()
+        return self
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next yield; returns at once."""
+        self.cancel_event.set()
+
+    def wait(self, ms: int = 30000) -> bool:
+        """Block until the thread ends (shutdown only; never from a slot during normal use)."""
+        return self._thread.wait(ms)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self._running = False
+        self.finished.emit()
+        _live_tasks.discard(self)
+
+
+def running_tasks() -> list[Task]:
+    return [t for t in _live_tasks if t.is_running()]
+
+
+def shutdown_all(timeout_ms: int = 30000) -> None:
+    """Cancel every running task and wait for their threads (called when the app closes)."""
+    tasks = running_tasks()
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        t.wait(timeout_ms)
