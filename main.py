@@ -1,13 +1,13 @@
 """RLHF Studio command line. With no subcommand it opens the desktop app.
 
-    python main.py [--db FILE]                       # the app
-    python main.py --db P prompts import FILE [--source NAME]
-    python main.py --db P generate [--per-prompt K] [--limit N] ...
-    python main.py --db P rate --auto MODULE:FUNC --mode pairwise --annotator NAME
-    python main.py --db P stats [--json]
-    python main.py --db P train --algo dpo ...
-    python main.py --db P export ratings|checkpoint ...
-    python main.py --db P merge OTHER.db ...
+python main.py [--db FILE]                       # the app
+python main.py --db P prompts import FILE [--source NAME]
+python main.py --db P generate [--per-prompt K] [--limit N] ...
+python main.py --db P rate --auto MODULE:FUNC --mode pairwise --annotator NAME
+python main.py --db P stats [--json]
+python main.py --db P train --algo dpo ...
+python main.py --db P export ratings|checkpoint ...
+python main.py --db P merge OTHER.db ...
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate, rate and train from human feedback on one workstation.",
     )
     p.add_argument("--db", help="project file (default: default.db in the user data dir)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--dtype", default=None, help="fp32, bf16, fp16 (default: bf16 on CUDA, else fp32)")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code to run")
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)"
+    )
+    p.add_argument(
+        "--dtype", default=None, help="fp32, bf16, fp16 (default: bf16 on CUDA, else fp32)"
+    )
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a model's own code to run"
+    )
     p.add_argument("--annotator", help="your name as an annotator (the app skips its name dialog)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -39,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate K candidate responses per prompt")
     gen.add_argument("--per-prompt", type=int, default=None, help="K (default: project setting, 4)")
-    gen.add_argument("--limit", type=int, default=None, help="at most N prompts (fewest samples first)")
+    gen.add_argument(
+        "--limit", type=int, default=None, help="at most N prompts (fewest samples first)"
+    )
     gen.add_argument("--max-new-tokens", type=int, default=None)
     gen.add_argument("--temperature", type=float, default=None)
     gen.add_argument("--top-p", type=float, default=None)
@@ -48,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", default=None, help="model spec (default: project setting)")
 
     rate = sub.add_parser("rate", help="rate samples with a scripted rater")
-    rate.add_argument("--auto", required=True, metavar="MODULE:FUNC",
-                      help="f(prompt, response) -> float in [0, 1], e.g. core.raters:sentiment")
+    rate.add_argument(
+        "--auto",
+        required=True,
+        metavar="MODULE:FUNC",
+        help="f(prompt, response) -> float in [0, 1], e.g. core.raters:sentiment",
+    )
     rate.add_argument("--mode", required=True, choices=["score", "pairwise", "rank", "thumbs"])
     rate.add_argument("--annotator", dest="rate_annotator", required=True)
     rate.add_argument("--limit", type=int, default=None, help="write at most N ratings")
@@ -69,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     from core.cli_options import add_train_arguments
 
-    train = sub.add_parser("train", help="train from the ratings (reward, dpo, kto, rloo, reinforce)")
+    train = sub.add_parser(
+        "train", help="train from the ratings (reward, dpo, kto, rloo, reinforce)"
+    )
     add_train_arguments(train)
 
 
@@ -92,8 +106,10 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
     with open_store(args) as store:
         res = import_prompts(store, args.file, source=args.source)
-    print(f"{res.path}: {res.added} prompts added, {res.skipped_duplicates} duplicates skipped "
-          f"({res.total} read).")
+    print(
+        f"{res.path}: {res.added} prompts added, {res.skipped_duplicates} duplicates skipped "
+        f"({res.total} read)."
+    )
     return 0
 
 
@@ -117,12 +133,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if store.count("prompts") == 0:
             from core.errors import UserError
 
-            raise UserError(f"{store.path} has no prompts; import some first "
-                             "(prompts import resources/starter_prompts.jsonl).")
+            raise UserError(
+                f"{store.path} has no prompts; import some first "
+                "(prompts import resources/starter_prompts.jsonl)."
+            )
         spec = args.model or s["model"]
-        loaded = load_model(spec, store=store, device=args.device, dtype=args.dtype,
-                            trust_remote_code=args.trust_remote_code,
-                            progress=lambda msg, _f: print(msg, file=sys.stderr))
+        loaded = load_model(
+            spec,
+            store=store,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+            progress=lambda msg, _f: print(msg, file=sys.stderr),
+        )
         bar, written, last = None, 0, None
         for prog in generate_samples(store, loaded, params, limit=args.limit):
             if bar is None:
@@ -146,8 +169,14 @@ def cmd_rate(args: argparse.Namespace) -> int:
     rater = load_rater(args.auto)
     with open_store(args) as store:
         bar, written = None, 0
-        for prog in rate_auto(store, rater, mode=args.mode, annotator=args.rate_annotator,
-                              limit=args.limit, rater_spec=args.auto):
+        for prog in rate_auto(
+            store,
+            rater,
+            mode=args.mode,
+            annotator=args.rate_annotator,
+            limit=args.limit,
+            rater_spec=args.auto,
+        ):
             if bar is None:
                 bar = tqdm(total=prog.total, unit="item", desc="rate", file=sys.stderr)
             bar.update(prog.done - bar.n)
@@ -159,7 +188,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from core.stats import project_stats, format_stats
+    from core.stats import format_stats, project_stats
 
     with open_store(args) as store:
         stats = project_stats(store)

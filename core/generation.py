@@ -72,7 +72,9 @@ def pick_prompts(store: ProjectStore, limit: int | None = None) -> list[int]:
 
 @torch.inference_mode()
 def generate_texts(
-    loaded: LoadedModel, prompts: list[list[dict[str, str]]], params: GenerationParams,
+    loaded: LoadedModel,
+    prompts: list[list[dict[str, str]]],
+    params: GenerationParams,
     seed: int | None = None,
 ) -> list[list[tuple[str, int]]]:
     """K sampled (text, n_tokens) per prompt for a list of chat prompts, in one batched call."""
@@ -90,7 +92,7 @@ def generate_texts(
     out = model.generate(
         **enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, **sampling
     )
-    new = out[:, enc["input_ids"].shape[1]:]  # (B, T_new)
+    new = out[:, enc["input_ids"].shape[1] :]  # (B, T_new)
     stop_ids = _stop_ids(loaded)
     results: list[list[tuple[str, int]]] = [[] for _ in prompts]
     for row, ids in enumerate(new.tolist()):
@@ -129,7 +131,7 @@ def generate_samples(
     for b in range(0, len(ids), per_batch):
         if cancel is not None and cancel.is_set():
             return
-        batch = ids[b:b + per_batch]
+        batch = ids[b : b + per_batch]
         # Every batch is seeded, and the seed is recorded, so any sample can be reproduced.
         seed = random.randrange(2**31) if params.seed is None else params.seed + b
         results = generate_texts(loaded, [store.prompt_messages(p) for p in batch], params, seed)

@@ -39,7 +39,9 @@ class ModelLoadError(UserError):
 def data_dir() -> Path:
     """Where projects and the converted default model live (``RLHF_STUDIO_HOME`` overrides)."""
     override = os.environ.get("RLHF_STUDIO_HOME")
-    path = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path = (
+        Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -55,7 +57,9 @@ class ModelSpec:
 
     @property
     def text(self) -> str:
-        return {"default": "default", "checkpoint": f"checkpoint:{self.value}"}.get(self.kind, self.value)
+        return {"default": "default", "checkpoint": f"checkpoint:{self.value}"}.get(
+            self.kind, self.value
+        )
 
 
 def parse_spec(spec: str) -> ModelSpec:
@@ -98,9 +102,13 @@ def pick_device(override: str | None = None) -> torch.device:
     if override and override != "auto":
         dev = torch.device(override)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError(f"device {override!r} was asked for but CUDA is not available here.")
+            raise ModelLoadError(
+                f"device {override!r} was asked for but CUDA is not available here."
+            )
         if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ModelLoadError(f"device {override!r} was asked for but MPS is not available here.")
+            raise ModelLoadError(
+                f"device {override!r} was asked for but MPS is not available here."
+            )
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -121,8 +129,14 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def parse_dtype(name: str | None, device: torch.device) -> torch.dtype:
     if not name or name == "auto":
         return default_dtype(device)
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    table = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
     if name not in table:
         raise ModelLoadError(f"dtype {name!r} is not one of fp32, bf16, fp16, auto.")
     return table[name]
@@ -234,8 +248,9 @@ def load_model(
     return LoadedModel(model, tokenizer, dev, dt, spec_text, checkpoint_id, str(source))
 
 
-def _load_plain(parsed: ModelSpec, dtype: torch.dtype, trust_remote_code: bool,
-                progress: Progress | None) -> tuple[Any, Any, str]:
+def _load_plain(
+    parsed: ModelSpec, dtype: torch.dtype, trust_remote_code: bool, progress: Progress | None
+) -> tuple[Any, Any, str]:
     if parsed.kind == "gguf":
         path = Path(parsed.value)
         if not path.is_file():
@@ -257,7 +272,9 @@ def _load_plain(parsed: ModelSpec, dtype: torch.dtype, trust_remote_code: bool,
                 f"{path} is not a Hugging Face model folder (no config.json); expected a causal "
                 "language model saved with save_pretrained."
             )
-    return *load_pretrained_folder(parsed.value, dtype, trust_remote_code, parsed.value), parsed.value
+    return *load_pretrained_folder(
+        parsed.value, dtype, trust_remote_code, parsed.value
+    ), parsed.value
 
 
 def load_pretrained_folder(
@@ -277,9 +294,15 @@ def load_pretrained_folder(
         ) from e
     except ValueError as e:
         raise ModelLoadError(f"model {label!r} has an unreadable config.json ({e}).") from e
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+    archs = getattr(config, "architectures", None) or []
+    generative = ("CausalLM", "LMHeadModel", "ForConditionalGeneration")
+    not_causal = archs and not any(g in a for a in archs for g in generative)
+    if (
+        config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not_causal
+    ) and not trust_remote_code:
         raise ModelLoadError(
-            f"model {label!r} is a {config.model_type!r} model, not a causal language model; "
+            f"model {label!r} is a {config.model_type!r} model ({', '.join(archs) or 'no architecture'}), "
+            "not a causal language model; "
             "expected a text-generation model such as Llama, Qwen2, GPT-2 or SmolLM."
         )
     try:

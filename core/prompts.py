@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.store import ProjectStore, new_uuid, now
 
 FORMATS = (".txt", ".jsonl", ".json", ".csv")
@@ -22,15 +23,21 @@ ROLES = ("system", "user", "assistant")
 _FIX_LINE = "Fix the line and import again; nothing was imported."
 
 
-class PromptImportError(ValueError):
+class PromptImportError(UserError, ValueError):
     """A prompt file that cannot be imported, stated for a person: file, line, problem, remedy."""
 
-    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None, hint: str = _FIX_LINE):
+    def __init__(
+        self, path: str | os.PathLike, problem: str, line: int | None = None, hint: str = _FIX_LINE
+    ):
         self.path = Path(path)
         self.line = line
         self.problem = problem
         where = f"{self.path.name} line {line}" if line is not None else self.path.name
+        self.hint = hint
         super().__init__(f"{where}: {problem}. {hint}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps the error picklable across processes
+        return (type(self), (self.path, self.problem, self.line, self.hint))
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,11 @@ class ImportResult:
     prompt_ids: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
-        skipped = f" ({self.skipped_duplicates} exact duplicates skipped)" if self.skipped_duplicates else ""
+        skipped = (
+            f" ({self.skipped_duplicates} exact duplicates skipped)"
+            if self.skipped_duplicates
+            else ""
+        )
         return f"Imported {self.added} of {self.total} prompts from {self.path.name}{skipped}."
 
 
@@ -76,7 +87,8 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        column = len(data[line_start : e.start].decode("utf-8")) + 1  # in characters, as editors
         raise PromptImportError(
             path,
             f"not valid UTF-8 (byte 0x{data[e.start]:02x} at column {column})",
@@ -92,21 +104,29 @@ def _lines(text: str) -> list[tuple[int, str]]:
 
 def _messages(path: Path, line: int, raw: Any) -> tuple[str, list[dict[str, str]]]:
     if not isinstance(raw, list) or not raw:
-        raise PromptImportError(path, '"messages" must be a non-empty list of {"role", "content"}', line)
+        raise PromptImportError(
+            path, '"messages" must be a non-empty list of {"role", "content"}', line
+        )
     messages = []
     for i, m in enumerate(raw, start=1):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise PromptImportError(path, f'message {i} must be an object with "role" and "content"', line)
+            raise PromptImportError(
+                path, f'message {i} must be an object with "role" and "content"', line
+            )
         if m["role"] not in ROLES:
             raise PromptImportError(
-                path, f"message {i} has role {m['role']!r}; expected one of {', '.join(ROLES)}", line
+                path,
+                f"message {i} has role {m['role']!r}; expected one of {', '.join(ROLES)}",
+                line,
             )
         if not isinstance(m["content"], str):
             raise PromptImportError(path, f'message {i} "content" must be a string', line)
         messages.append({"role": m["role"], "content": m["content"].strip()})
     users = [m["content"] for m in messages if m["role"] == "user"]
     if not users:
-        raise PromptImportError(path, "the chat has no user turn; add a message with role \"user\"", line)
+        raise PromptImportError(
+            path, 'the chat has no user turn; add a message with role "user"', line
+        )
     if not users[-1]:
         raise PromptImportError(path, "the last user turn is empty", line)
     return users[-1], messages
@@ -128,7 +148,9 @@ def _record(path: Path, line: int, obj: Any) -> ParsedPrompt:
         raise PromptImportError(path, 'needs a "prompt" (text) or "messages" (chat) field', line)
     prompt = obj["prompt"]
     if not isinstance(prompt, str):
-        raise PromptImportError(path, f'"prompt" must be a string, found {type(prompt).__name__}', line)
+        raise PromptImportError(
+            path, f'"prompt" must be a string, found {type(prompt).__name__}', line
+        )
     if not prompt.strip():
         raise PromptImportError(path, '"prompt" is empty', line)
     return ParsedPrompt(prompt.strip(), None, line)
@@ -186,9 +208,13 @@ def _read_json(path: Path, text: str) -> list[ParsedPrompt]:
         elif text[i : i + 1] == "]":
             break
         else:
-            raise PromptImportError(path, "invalid JSON (expected ',' or ']' after an item)", line_of(i))
+            raise PromptImportError(
+                path, "invalid JSON (expected ',' or ']' after an item)", line_of(i)
+            )
     if skip(i + 1) != len(text):
-        raise PromptImportError(path, "invalid JSON (extra data after the list)", line_of(skip(i + 1)))
+        raise PromptImportError(
+            path, "invalid JSON (extra data after the list)", line_of(skip(i + 1))
+        )
     return out
 
 
@@ -239,7 +265,9 @@ def read_prompts(path: str | os.PathLike) -> list[ParsedPrompt]:
         data = path.read_bytes()
     except OSError as e:
         raise PromptImportError(
-            path, f"cannot be read ({e.strerror or e})", hint="Check the path; nothing was imported."
+            path,
+            f"cannot be read ({e.strerror or e})",
+            hint="Check the path; nothing was imported.",
         ) from e
     prompts = reader(path, _decode(path, data))
     if not prompts:
@@ -268,14 +296,19 @@ def import_prompts(
     with store.transaction() as conn:
         for p in parsed:
             key = p.content_key
-            dup = key in seen or conn.execute(
-                "SELECT 1 FROM prompts WHERE content_key = ? LIMIT 1", (key,)
-            ).fetchone()
+            dup = (
+                key in seen
+                or conn.execute(
+                    "SELECT 1 FROM prompts WHERE content_key = ? LIMIT 1", (key,)
+                ).fetchone()
+            )
             seen.add(key)
             if dup:
                 skipped += 1
                 continue
-            messages = json.dumps(p.messages, ensure_ascii=False) if p.messages is not None else None
+            messages = (
+                json.dumps(p.messages, ensure_ascii=False) if p.messages is not None else None
+            )
             cur = conn.execute(
                 "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

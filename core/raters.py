@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core.errors import UserError
 from core.store import ProjectStore
 
 RaterFunc = Callable[[str, str], float]
@@ -32,8 +33,9 @@ TIE_MARGIN = 0.05
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class RaterError(ValueError):
-    """A rater that cannot be loaded or returned a bad value, stated for a person."""
+class RaterError(UserError, ValueError):
+    """A scripted-rating problem stated for a person: a spec that does not load, a bad score,
+    or a bad argument to ``rate_auto``."""
 
 
 # ---- built-in raters ------------------------------------------------------------------------
@@ -149,7 +151,9 @@ def _load_module(target: str, spec: str) -> Any:
             "or give a file path instead (/path/to/file.py:function)."
         ) from e
     except Exception as e:
-        raise RaterError(f"rater {spec}: importing {target} failed ({type(e).__name__}: {e}).") from e
+        raise RaterError(
+            f"rater {spec}: importing {target} failed ({type(e).__name__}: {e})."
+        ) from e
 
 
 def load_rater(spec: str) -> ScriptedRater:
@@ -190,6 +194,11 @@ class RateProgress:
     done: int
     total: int
     rating_id: int | None = None
+
+    @property
+    def written(self) -> int:
+        """Ratings written so far (each unit of work writes exactly one)."""
+        return self.done
 
 
 class _Sample(NamedTuple):
@@ -265,11 +274,11 @@ def rate_auto(
     stopped run keeps what it wrote and a second run continues where it stopped.
     """
     if mode not in MODES:
-        raise ValueError(f"rating mode {mode!r} is not one of {', '.join(MODES)}")
+        raise RaterError(f"rating mode {mode!r} is not one of {', '.join(MODES)}")
     if not annotator.strip():
-        raise ValueError("the annotator name is empty; give the scripted rater a name")
+        raise RaterError("the annotator name is empty; give the scripted rater a name")
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be 0 or more, not {limit}")
+        raise RaterError(f"limit must be 0 or more, not {limit}")
     if isinstance(rater, str):
         rater_spec = rater_spec or rater
         rater = load_rater(rater)

@@ -57,9 +57,7 @@ def new_uuid() -> str:
 # Each migration takes the database from version i to i + 1. Never edit one that has shipped:
 # append a new function instead.
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-    )
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db["annotators"].create(
         {"id": int, "name": str, "created_at": str}, pk="id", not_null={"name", "created_at"}
     )
@@ -190,7 +188,9 @@ def read_schema_version(path: Path) -> int | None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             if not tables:
                 return 0
             if "meta" not in tables:
@@ -224,7 +224,9 @@ class ProjectStore:
                 "the file was left untouched."
             )
         if readonly:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=10, isolation_level=None
+            )
         else:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +235,9 @@ class ProjectStore:
                     f"{self.path} is read-only. Make it writable (or copy it) to rate or import; "
                     "nothing was written."
                 )
-            conn = sqlite3.connect(self.path, timeout=10)
+            # Autocommit mode: only our explicit BEGIN IMMEDIATE opens a transaction, so no write
+            # is ever left in an implicit, uncommitted one.
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(conn)
@@ -325,9 +329,23 @@ class ProjectStore:
         name = name.strip()
         if not name:
             raise ValueError("the annotator name is empty; give a name (e.g. --annotator alice)")
-        self.conn.execute(
-            "INSERT OR IGNORE INTO annotators(name, created_at) VALUES (?, ?)", (name, now())
-        )
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO annotators(name, created_at) VALUES (?, ?)", (name, now())
+            )
+
+    def rated_sample_ids(self, annotator: str, kinds: Iterable[str] | None = None) -> set[int]:
+        """Samples this annotator has judged in a live (not undone) rating, skips included."""
+        sql = "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0"
+        args: list[Any] = [annotator.strip()]
+        if kinds is not None:
+            kinds = list(kinds)
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args += kinds
+        seen: set[int] = set()
+        for (ids,) in self.conn.execute(sql, args):
+            seen.update(json.loads(ids))
+        return seen
 
     # ---- prompts ----------------------------------------------------------------------------
     def prompt(self, prompt_id: int) -> dict[str, Any]:
@@ -392,13 +410,19 @@ class ProjectStore:
         if not sample_ids:
             raise ValueError("a rating must judge at least one sample")
         with self.transaction():
+            marks = ", ".join("?" * len(sample_ids))
+            found = dict(
+                self.conn.execute(
+                    f"SELECT id, prompt_id FROM samples WHERE id IN ({marks})", list(sample_ids)
+                ).fetchall()
+            )
+            missing = [i for i in sample_ids if i not in found]
+            if missing:
+                raise ValueError(f"sample {missing[0]} does not exist")
+            if len(set(found.values())) > 1:
+                raise ValueError("a rating must judge samples of one prompt")
             if prompt_id is None:
-                row = self.conn.execute(
-                    "SELECT prompt_id FROM samples WHERE id = ?", (sample_ids[0],)
-                ).fetchone()
-                if row is None:
-                    raise ValueError(f"sample {sample_ids[0]} does not exist")
-                prompt_id = row[0]
+                prompt_id = next(iter(found.values()))
             self.ensure_annotator(annotator)
             cur = self.conn.execute(
                 "INSERT INTO ratings(uuid, annotator, kind, prompt_id, sample_ids, value, comment,"
@@ -444,7 +468,9 @@ class ProjectStore:
             yield decode_rating(dict(row))
 
     # ---- runs, metrics, checkpoints -----------------------------------------------------------
-    def create_run(self, algo: str, config: dict[str, Any], base_model: str, rating_ids: list[int]) -> int:
+    def create_run(
+        self, algo: str, config: dict[str, Any], base_model: str, rating_ids: list[int]
+    ) -> int:
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO runs(uuid, algo, base_model, config, status, rating_ids, created_at)"
@@ -517,7 +543,9 @@ class ProjectStore:
                 )
             ref = str(row[0])
         if not ref.isdigit():
-            raise ProjectError(f"checkpoint:{ref} is not a checkpoint id; use checkpoint:ID or checkpoint:latest.")
+            raise ProjectError(
+                f"checkpoint:{ref} is not a checkpoint id; use checkpoint:ID or checkpoint:latest."
+            )
         row = self.conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
         if row is None:
             raise ProjectError(f"checkpoint:{ref} does not exist in {self.path}.")

@@ -26,9 +26,16 @@ class AppContext(QObject):
     background_progress = Signal(str, int, int)
     """(label, done, total) for the status bar's progress bar; total 0 hides it."""
 
-    def __init__(self, db_path: Path, annotator: str, *, device: str | None = None,
-                 dtype: str | None = None, trust_remote_code: bool = False,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        db_path: Path,
+        annotator: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.db_path = Path(db_path)
         self.annotator = annotator

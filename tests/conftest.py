@@ -55,21 +55,32 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials,
+        vocab_size=400,
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(CORPUS * 4, trainer=trainer)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-        pad_token="<|endoftext|>", unk_token=None,
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
     )
     tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
@@ -94,8 +105,10 @@ def project_with_prompts(store):
         ("What is the capital of France?", None),
         ("Explain gravity in one sentence.", None),
         ("请写一首关于春天的诗。", None),
-        ("Say hello.", [{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": "Say hello."}]),
+        (
+            "Say hello.",
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}],
+        ),
     ]
     with store.transaction():
         for text, messages in prompts:

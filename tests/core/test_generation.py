@@ -1,0 +1,91 @@
+"""Batched K-candidate generation writes samples with model, params, seed and token counts."""
+
+import json
+import threading
+
+from core.generation import GenerationParams, generate_samples, pick_prompts
+from core.models import load_model
+
+
+def _run(store, lm, **kw):
+    params = GenerationParams(
+        per_prompt=kw.pop("k", 3),
+        max_new_tokens=6,
+        seed=kw.pop("seed", 7),
+        batch_size=kw.pop("batch_size", 6),
+    )
+    return list(generate_samples(store, lm, params, **kw))
+
+
+def test_k_samples_per_prompt_with_params_recorded(project_with_prompts, tiny_model_dir):
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    progress = _run(store, lm, limit=4)
+    assert progress[-1].done == progress[-1].total == 4
+    assert len(progress) == 2  # 2 prompts (6 sequences) per batch
+    rows = list(store.db.query("SELECT * FROM samples"))
+    assert len(rows) == 12
+    per_prompt = {}
+    for r in rows:
+        per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
+        params = json.loads(r["params"])
+        assert params["per_prompt"] == 3 and params["max_new_tokens"] == 6
+        assert params["seed"] in (7, 9) and params["temperature"] == 0.8
+        assert r["model"] == str(tiny_model_dir) and r["uuid"]
+        assert 0 <= r["n_tokens"] <= 6
+    assert set(per_prompt.values()) == {3}
+
+
+def test_fair_prompt_choice_covers_the_set(project_with_prompts, tiny_model_dir):
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    _run(store, lm, limit=2, k=2)
+    first = {r["prompt_id"] for r in store.db.query("SELECT prompt_id FROM samples")}
+    assert pick_prompts(store, 3)[:3] == [p for p in [1, 2, 3, 4, 5] if p not in first][:3]
+    _run(store, lm, limit=3, k=2)
+    counts = [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT COUNT(s.id) FROM prompts p LEFT JOIN samples s ON s.prompt_id = p.id GROUP BY p.id"
+        )
+    ]
+    assert counts == [2, 2, 2, 2, 2]
+
+
+def test_same_seed_same_samples(project_with_prompts, tiny_model_dir, tmp_path):
+    from core.store import ProjectStore
+
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    _run(project_with_prompts, lm, prompt_ids=[1], seed=123)
+    other = ProjectStore(tmp_path / "other.db")
+    other.conn.execute(
+        "INSERT INTO prompts(uuid, text, content_key, created_at) "
+        "SELECT uuid, text, content_key, created_at FROM prompts WHERE 0"
+    )
+    other.close()
+    first = [r["text"] for r in project_with_prompts.db.query("SELECT text FROM samples")]
+    _run(project_with_prompts, lm, prompt_ids=[1], seed=123)
+    both = [r["text"] for r in project_with_prompts.db.query("SELECT text FROM samples")]
+    assert both[3:] == first
+
+
+def test_cancel_leaves_whole_batches_only(project_with_prompts, tiny_model_dir):
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    cancel = threading.Event()
+    params = GenerationParams(per_prompt=2, max_new_tokens=4, seed=1, batch_size=2)
+    seen = []
+    for prog in generate_samples(store, lm, params, cancel=cancel):
+        seen.append(prog)
+        cancel.set()
+    assert len(seen) == 1
+    assert store.count("samples") == 2  # one whole prompt, nothing half-written
+
+
+def test_greedy_is_deterministic(project_with_prompts, tiny_model_dir):
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    params = GenerationParams(per_prompt=2, max_new_tokens=5, temperature=0)
+    list(generate_samples(store, lm, params, prompt_ids=[2]))
+    a, b = [r["text"] for r in store.db.query("SELECT text FROM samples")]
+    assert a == b

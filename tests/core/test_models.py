@@ -1,0 +1,82 @@
+"""Model specs: folders, bad paths, non-causal models, corrupt weights, device choice."""
+
+import json
+
+import pytest
+import torch
+
+from core.models import ModelLoadError, format_prompt, load_model, parse_spec, pick_device
+
+
+def test_parse_spec_kinds(tmp_path):
+    assert parse_spec("default").kind == "default"
+    assert parse_spec("checkpoint:latest").kind == "checkpoint"
+    assert parse_spec("checkpoint:3").value == "3"
+    assert parse_spec("model.Q4.gguf").kind == "gguf"
+    assert parse_spec(str(tmp_path)).kind == "folder"
+    assert parse_spec("HuggingFaceTB/SmolLM2-360M-Instruct").kind == "hub"
+    assert parse_spec("./missing/folder").kind == "folder"
+
+
+def test_tiny_folder_loads_on_cpu_fp32(tiny_model_dir):
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    assert lm.device.type == "cpu" and lm.dtype == torch.float32
+    assert lm.spec == str(tiny_model_dir) and lm.checkpoint_id is None
+    assert lm.tokenizer.padding_side == "left" and lm.tokenizer.pad_token is not None
+    text = format_prompt(lm.tokenizer, [{"role": "user", "content": "hi"}])
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_missing_path_names_the_spec(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "nope.gguf"))
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_not_a_causal_lm(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(ModelLoadError, match="not a causal language model"):
+        load_model(str(tmp_path))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"]})
+    )
+    with pytest.raises(ModelLoadError, match="not a causal language model"):
+        load_model(str(tmp_path))
+
+
+def test_corrupt_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        load_model(str(bad))
+
+
+def test_corrupt_gguf(tmp_path):
+    f = tmp_path / "broken.gguf"
+    f.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match="GGUF"):
+        load_model(str(f))
+
+
+def test_hub_id_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="could not be found locally or downloaded"):
+        load_model("nobody-here/no-such-model-xyz")
+
+
+def test_device_override_and_default():
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert pick_device(None).type in ("cpu", "mps")
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            pick_device("cuda")
