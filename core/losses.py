@@ -81,9 +81,7 @@ def dpo_loss(
     Returns ``(losses (B,), chosen_rewards (B,), rejected_rewards (B,))`` with the implicit rewards
     ``β·(π − ref)`` detached. Reduce with ``losses.mean()``.
     """
-    logits = (policy_chosen_logps - policy_rejected_logps) - (
-        ref_chosen_logps - ref_rejected_logps
-    )
+    logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
     if loss_type == "sigmoid":
         losses = (
             -F.logsigmoid(beta * logits) * (1 - label_smoothing)
