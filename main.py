@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
         args.screenshot, args.tab = None, "rate"
-    if args.command not in ("gui", None):
+    if args.command in ("generate", "train", "export"):
         _quiet_libraries()
     try:
         return COMMANDS[args.command](args)

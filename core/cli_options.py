@@ -79,6 +79,12 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="drop items whose annotators agree less than this fraction",
     )
+    r.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="sft: also samples whose mean overall score is at least X (0-1)",
+    )
     c = sub.add_parser("checkpoint", help="a Hugging Face folder with a model card")
     c.add_argument(
         "checkpoint",

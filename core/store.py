@@ -349,8 +349,11 @@ class ProjectStore:
 
     # ---- prompts ----------------------------------------------------------------------------
     def prompt(self, prompt_id: int) -> dict[str, Any]:
-        row = self.db["prompts"].get(prompt_id)
-        return dict(row)
+        cur = self.conn.execute("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise ProjectError(f"prompt {prompt_id} does not exist in {self.path}.")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def prompt_messages(self, prompt_id: int) -> list[dict[str, str]]:
         """The prompt as chat messages (a plain prompt becomes one user turn)."""
@@ -539,7 +542,7 @@ class ProjectStore:
             if row is None:
                 raise ProjectError(
                     f"{self.path} has no policy checkpoint yet; train one first (Train tab or "
-                    "`train`), or use --model default."
+                    "the `train` command)."
                 )
             ref = str(row[0])
         if not ref.isdigit():
