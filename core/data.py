@@ -1,6 +1,9 @@
 """Ratings become training examples: preference pairs, unpaired examples, scalar rewards, demonstrations.
 
-The rules live here, once, so that what an export writes (issue #5) is what a run trains on.
+The rules live here, once, so that what an export writes (issue #5) is what a run trains on. This
+module is the public API; the work is split over core/data_judgments.py (reading ratings, the
+latest judgment per annotator and item), core/data_rules.py (the example dataclasses and the
+builders) and core/data_texts.py (:func:`materialize`).
 
 Which ratings count
   - Only current ratings: superseded (undone) ratings never train; ``skip`` is not a judgment.
@@ -57,95 +60,42 @@ Aggregation (``aggregate=True``): one example per item, combining annotators
 
 from __future__ import annotations
 
-import logging
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Union
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from core.data_judgments import load
+from core.data_rules import (
+    Demonstration,
+    Example,
+    PreferencePair,
+    ScalarReward,
+    UnpairedExample,
+    build_demonstrations,
+    build_preference_pairs,
+    build_scalar_rewards,
+    build_unpaired_examples,
+    used_rating_ids,
+)
+from core.data_texts import materialize
 from core.store import ProjectStore
 
-log = logging.getLogger(__name__)
-
-_EPS = 1e-9  # scores are stored as floats: 0.75 − 0.5 must count as a 0.25 margin
-
-
-@dataclass
-class PreferencePair:
-    prompt_id: int
-    chosen_id: int
-    rejected_id: int
-    margin: float = 0.0
-    rating_ids: list[int] = field(default_factory=list)
-    annotator: str | None = None
-    source: str = ""  # rating kinds that produced it, e.g. "pairwise", "rank+score"
-    agreement: float = 1.0
-
-
-@dataclass
-class UnpairedExample:
-    prompt_id: int
-    sample_id: int
-    label: bool  # True: desirable
-    rating_ids: list[int] = field(default_factory=list)
-    annotator: str | None = None
-    agreement: float = 1.0
-
-
-@dataclass
-class ScalarReward:
-    prompt_id: int
-    sample_id: int
-    reward: float  # in [0, 1]
-    rating_ids: list[int] = field(default_factory=list)
-    annotator: str | None = None
-    agreement: float = 1.0
-
-
-@dataclass
-class Demonstration:
-    prompt_id: int
-    sample_id: int
-    rating_ids: list[int] = field(default_factory=list)
-    annotator: str | None = None
-    agreement: float = 1.0
-
-
-Example = Union[PreferencePair, UnpairedExample, ScalarReward, Demonstration]  # noqa: UP007
-
-
-# ---- reading ratings ----------------------------------------------------------------------------
-@dataclass
-class _Loaded:
-    ratings: list[dict[str, Any]]  # usable judgments, oldest first (no flag, skip, superseded)
-    flagged: set[int]
-
-
-@dataclass
-class _Judgment:
-    """One annotator's latest value for one item."""
-
-    prompt_id: int
-    value: Any
-    rating_id: int
-    kind: str
-
-
-def _load(
-    store: ProjectStore, annotators: Iterable[str] | None, rating_ids: Iterable[int] | None
-) -> _Loaded:
-    names = None if annotators is None else set(annotators)
-    ids = None if rating_ids is None else set(rating_ids)
-    ratings, flagged = [], set()
-    for r in store.ratings(include_superseded=False):
-        if r["kind"] == "flag":
-            sid = r["value"].get("sample_id")
-            flagged.update([sid] if sid is not None else r["sample_ids"])
-        elif r["kind"] == "skip":
-            continue
-        elif (names is None or r["annotator"] in names) and (ids is None or r["id"] in ids):
-            ratings.append(r)
-    return _Loaded(ratings, flagged)
+__all__ = [
+    "Demonstration",
+    "Example",
+    "PreferencePair",
+    "ScalarReward",
+    "UnpairedExample",
+    "data_summary",
+    "demonstrations",
+    "describe",
+    "materialize",
+    "preference_pairs",
+    "scalar_rewards",
+    "unpaired_examples",
+    "used_rating_ids",
+]
 
 
 def _check_options(aggregate: bool, min_agreement: float) -> None:
@@ -158,197 +108,25 @@ def _check_options(aggregate: bool, min_agreement: float) -> None:
         )
 
 
-def _score_value(value: dict[str, Any], criterion: str | None) -> float | None:
-    scores = value.get("scores") or {}
-    if criterion is None:
-        vals = [float(v) for v in scores.values() if v is not None]
-        return sum(vals) / len(vals) if vals else None
-    v = scores.get(criterion)
-    return None if v is None else float(v)
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Build without the cyclic garbage collector.
 
-
-def _comparisons(r: dict[str, Any]) -> list[tuple[int, int, int | None]]:
-    """(a, b, winner or None) for each sample pair a comparison rating judges."""
-    v, ids = r["value"], r["sample_ids"]
+    A build makes ~10^5 small objects per 10^5 ratings that all live until it returns and form no
+    reference cycles, so every full collection re-scans them (and the rest of the heap: torch
+    alone is ~200k objects) for nothing; that was a third to half of the build time. Reference
+    counting still frees everything. The collector is re-enabled only if it was on: another
+    thread building at the same time at worst has its collector back early."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        if r["kind"] == "pairwise":
-            a, b = ids[0], ids[1]
-            if v["choice"] in ("tie", "both_bad"):
-                return [(a, b, None)]
-            winner = v.get("winner")
-            if winner is None:
-                winner = {"a": a, "b": b}[v["choice"]]
-            return [(a, b, winner)] if winner in (a, b) else []
-        if r["kind"] == "rank":
-            order = list(dict.fromkeys(v["order"]))
-            return [(s, t, s) for i, s in enumerate(order) for t in order[i + 1 :]]
-        if r["kind"] == "rewrite":
-            return [(v["rewrite"], v["original"], v["rewrite"])]
-    except (KeyError, IndexError, TypeError):
-        log.warning("rating %s (%s) has an unexpected value %r; left out", r["id"], r["kind"], v)
-    return []
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def _latest(
-    data: _Loaded, make: Callable[[dict[str, Any]], list[tuple[Any, Any]]]
-) -> dict[tuple[str, Any], _Judgment]:
-    """{(annotator, item): latest judgment} from ``make(rating) -> [(item, value)]``."""
-    out: dict[tuple[str, Any], _Judgment] = {}
-    for r in data.ratings:
-        for item, value in make(r):
-            samples = item if isinstance(item, tuple) else (item,)
-            if data.flagged.intersection(samples):
-                continue
-            out[(r["annotator"], item)] = _Judgment(r["prompt_id"], value, r["id"], r["kind"])
-    return out
-
-
-def _comparison_votes(data: _Loaded) -> dict[tuple[str, Any], _Judgment]:
-    def make(r: dict[str, Any]) -> list[tuple[Any, Any]]:
-        if r["kind"] not in ("pairwise", "rank", "rewrite"):
-            return []
-        return [((min(a, b), max(a, b)), w) for a, b, w in _comparisons(r) if a != b]
-
-    return _latest(data, make)
-
-
-def _scores(data: _Loaded, criterion: str | None) -> dict[tuple[str, Any], _Judgment]:
-    def make(r: dict[str, Any]) -> list[tuple[Any, Any]]:
-        if r["kind"] != "score" or not isinstance(r["value"], dict):
-            return []
-        s = _score_value(r["value"], criterion)
-        return [] if s is None else [(r["sample_ids"][0], s)]
-
-    return _latest(data, make)
-
-
-def _labels(
-    data: _Loaded, criterion: str | None, score_threshold: float
-) -> dict[tuple[str, Any], _Judgment]:
-    def make(r: dict[str, Any]) -> list[tuple[Any, Any]]:
-        v = r["value"]
-        if r["kind"] == "thumbs" and "up" in v:
-            return [(r["sample_ids"][0], bool(v["up"]))]
-        if r["kind"] == "score":
-            s = _score_value(v, criterion)
-            return [] if s is None else [(r["sample_ids"][0], s >= score_threshold - _EPS)]
-        if r["kind"] == "rewrite" and "rewrite" in v:
-            return [(v["rewrite"], True)]
-        return []
-
-    return _latest(data, make)
-
-
-def _reward_values(data: _Loaded, criterion: str | None) -> dict[tuple[str, Any], _Judgment]:
-    def make(r: dict[str, Any]) -> list[tuple[Any, Any]]:
-        if r["kind"] == "thumbs" and "up" in r["value"]:
-            return [(r["sample_ids"][0], 1.0 if r["value"]["up"] else 0.0)]
-        if r["kind"] == "score":
-            s = _score_value(r["value"], criterion)
-            return [] if s is None else [(r["sample_ids"][0], s)]
-        return []
-
-    return _latest(data, make)
-
-
-def _by_item(judged: dict[tuple[str, Any], _Judgment]) -> dict[Any, dict[str, _Judgment]]:
-    out: dict[Any, dict[str, _Judgment]] = defaultdict(dict)
-    for (annotator, item), j in judged.items():
-        out[item][annotator] = j
-    return out
-
-
-def _who(votes: dict[str, _Judgment]) -> str | None:
-    return next(iter(votes)) if len(votes) == 1 else None
-
-
-def _ids(votes: Iterable[_Judgment]) -> list[int]:
-    return sorted({j.rating_id for j in votes})
-
-
-def _kinds(votes: Iterable[_Judgment]) -> str:
-    return "+".join(sorted({j.kind for j in votes}))
-
-
-# ---- preference pairs ---------------------------------------------------------------------------
-def _score_pairs_per_annotator(
-    scores: dict[tuple[str, Any], _Judgment], score_margin: float
-) -> list[PreferencePair]:
-    groups: dict[tuple[str, int], list[tuple[int, _Judgment]]] = defaultdict(list)
-    for (annotator, sample), j in scores.items():
-        groups[(annotator, j.prompt_id)].append((sample, j))
-    pairs = []
-    for (annotator, prompt_id), rows in groups.items():
-        rows.sort(key=lambda row: row[0])
-        for i, (s, js) in enumerate(rows):
-            for t, jt in rows[i + 1 :]:
-                d = js.value - jt.value
-                if abs(d) >= score_margin - _EPS and abs(d) > _EPS:
-                    hi, lo = (s, t) if d > 0 else (t, s)
-                    pairs.append(
-                        PreferencePair(
-                            prompt_id, hi, lo, abs(d), _ids([js, jt]), annotator, "score"
-                        )
-                    )
-    return pairs
-
-
-def _aggregate_score_pairs(
-    scores: dict[tuple[str, Any], _Judgment], score_margin: float
-) -> dict[tuple[int, int], PreferencePair]:
-    by_sample = _by_item(scores)
-    by_prompt: dict[int, list[int]] = defaultdict(list)
-    for sample, votes in by_sample.items():
-        by_prompt[next(iter(votes.values())).prompt_id].append(sample)
-    out = {}
-    for prompt_id, samples in by_prompt.items():
-        samples.sort()
-        for i, s in enumerate(samples):
-            for t in samples[i + 1 :]:
-                shared = sorted(set(by_sample[s]) & set(by_sample[t]))
-                if not shared:  # different people's scales are not comparable
-                    continue
-                diffs = [by_sample[s][a].value - by_sample[t][a].value for a in shared]
-                d = sum(diffs) / len(diffs)
-                if abs(d) < score_margin - _EPS or abs(d) <= _EPS:
-                    continue
-                agree = sum(1 for x in diffs if x * d > 0) / len(diffs)
-                used = [by_sample[s][a] for a in shared] + [by_sample[t][a] for a in shared]
-                hi, lo = (s, t) if d > 0 else (t, s)
-                who = shared[0] if len(shared) == 1 else None
-                out[(s, t)] = PreferencePair(
-                    prompt_id, hi, lo, abs(d), _ids(used), who, "score", agree
-                )
-    return out
-
-
-def _aggregate_comparisons(
-    votes: dict[tuple[str, Any], _Judgment],
-) -> dict[tuple[int, int], PreferencePair]:
-    out = {}
-    for pair, by_annotator in _by_item(votes).items():
-        counts: dict[int | None, int] = defaultdict(int)
-        for j in by_annotator.values():
-            counts[j.value] += 1
-        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-        top, n_top = ranked[0]
-        if top is None or (len(ranked) > 1 and ranked[1][1] == n_top):
-            continue  # "no preference" won, or no strict plurality
-        loser = pair[1] if top == pair[0] else pair[0]
-        js = list(by_annotator.values())
-        out[pair] = PreferencePair(
-            js[0].prompt_id,
-            top,
-            loser,
-            0.0,
-            _ids(js),
-            _who(by_annotator),
-            _kinds(js),
-            n_top / len(js),
-        )
-    return out
-
-
+# ---- the builders --------------------------------------------------------------------------------
 def preference_pairs(
     store: ProjectStore,
     *,
@@ -361,61 +139,16 @@ def preference_pairs(
 ) -> list[PreferencePair]:
     """(chosen ≻ rejected) pairs from pairwise, rank, score and rewrite ratings (module rules)."""
     _check_options(aggregate, min_agreement)
-    return _preference_pairs(
-        _load(store, annotators, rating_ids),
-        criterion=criterion,
-        score_margin=score_margin,
-        aggregate=aggregate,
-        min_agreement=min_agreement,
-    )
+    with _gc_paused():
+        return build_preference_pairs(
+            load(store, annotators, rating_ids),
+            criterion=criterion,
+            score_margin=score_margin,
+            aggregate=aggregate,
+            min_agreement=min_agreement,
+        )
 
 
-def _preference_pairs(
-    data: _Loaded,
-    *,
-    criterion: str | None,
-    score_margin: float,
-    aggregate: bool,
-    min_agreement: float,
-) -> list[PreferencePair]:
-    votes = _comparison_votes(data)
-    scores = _scores(data, criterion)
-    if not aggregate:
-        pairs = []
-        for (annotator, (a, b)), j in votes.items():
-            if j.value is not None:
-                loser = b if j.value == a else a
-                pairs.append(
-                    PreferencePair(
-                        j.prompt_id, j.value, loser, 0.0, [j.rating_id], annotator, j.kind
-                    )
-                )
-        pairs += _score_pairs_per_annotator(scores, score_margin)
-        return sorted(pairs, key=lambda p: (p.rating_ids, p.chosen_id, p.rejected_id))
-
-    def keep(pairs: dict[tuple[int, int], PreferencePair]) -> dict[tuple[int, int], PreferencePair]:
-        return {k: p for k, p in pairs.items() if p.agreement >= min_agreement - _EPS}
-
-    compared = keep(_aggregate_comparisons(votes))
-    scored = keep(_aggregate_score_pairs(scores, score_margin))
-    merged = []
-    for key in compared.keys() | scored.keys():
-        c, s = compared.get(key), scored.get(key)
-        if c and s:
-            if c.chosen_id != s.chosen_id:
-                continue  # comparisons and scores disagree: contested
-            ids = sorted(set(c.rating_ids) | set(s.rating_ids))
-            who = c.annotator if c.annotator == s.annotator else None
-            kinds = "+".join(sorted(set(c.source.split("+")) | {"score"}))
-            s = PreferencePair(
-                c.prompt_id, c.chosen_id, c.rejected_id, s.margin, ids, who, kinds,
-                min(c.agreement, s.agreement),
-            )  # fmt: skip
-        merged.append(s or c)
-    return sorted(merged, key=lambda p: (p.prompt_id, p.chosen_id, p.rejected_id))
-
-
-# ---- unpaired examples, rewards, demonstrations ---------------------------------------------------
 def unpaired_examples(
     store: ProjectStore,
     *,
@@ -428,45 +161,14 @@ def unpaired_examples(
 ) -> list[UnpairedExample]:
     """Desirable / undesirable samples (KTO) from thumbs, scores and rewrites (module rules)."""
     _check_options(aggregate, min_agreement)
-    return _unpaired_examples(
-        _load(store, annotators, rating_ids),
-        criterion=criterion,
-        score_threshold=score_threshold,
-        aggregate=aggregate,
-        min_agreement=min_agreement,
-    )
-
-
-def _unpaired_examples(
-    data: _Loaded,
-    *,
-    criterion: str | None,
-    score_threshold: float,
-    aggregate: bool,
-    min_agreement: float,
-) -> list[UnpairedExample]:
-    labels = _labels(data, criterion, score_threshold)
-    if not aggregate:
-        out = [
-            UnpairedExample(j.prompt_id, sample, j.value, [j.rating_id], annotator)
-            for (annotator, sample), j in labels.items()
-        ]
-        return sorted(out, key=lambda e: (e.rating_ids, e.sample_id))
-    out = []
-    for sample, votes in _by_item(labels).items():
-        n_up = sum(1 for j in votes.values() if j.value)
-        n_down = len(votes) - n_up
-        if n_up == n_down:
-            continue
-        agreement = max(n_up, n_down) / len(votes)
-        if agreement >= min_agreement - _EPS:
-            js = list(votes.values())
-            out.append(
-                UnpairedExample(
-                    js[0].prompt_id, sample, n_up > n_down, _ids(js), _who(votes), agreement
-                )
-            )
-    return sorted(out, key=lambda e: (e.prompt_id, e.sample_id))
+    with _gc_paused():
+        return build_unpaired_examples(
+            load(store, annotators, rating_ids),
+            criterion=criterion,
+            score_threshold=score_threshold,
+            aggregate=aggregate,
+            min_agreement=min_agreement,
+        )
 
 
 def scalar_rewards(
@@ -482,41 +184,14 @@ def scalar_rewards(
     """Rewards in [0, 1] from scores and thumbs (module rules); ``score_threshold`` only matters
     for the agreement of aggregated rewards."""
     _check_options(aggregate, min_agreement)
-    return _scalar_rewards(
-        _load(store, annotators, rating_ids),
-        criterion=criterion,
-        score_threshold=score_threshold,
-        aggregate=aggregate,
-        min_agreement=min_agreement,
-    )
-
-
-def _scalar_rewards(
-    data: _Loaded,
-    *,
-    criterion: str | None,
-    score_threshold: float,
-    aggregate: bool,
-    min_agreement: float,
-) -> list[ScalarReward]:
-    values = _reward_values(data, criterion)
-    if not aggregate:
-        out = [
-            ScalarReward(j.prompt_id, sample, j.value, [j.rating_id], annotator)
-            for (annotator, sample), j in values.items()
-        ]
-        return sorted(out, key=lambda e: (e.rating_ids, e.sample_id))
-    out = []
-    for sample, votes in _by_item(values).items():
-        js = list(votes.values())
-        mean = sum(j.value for j in js) / len(js)
-        high = mean >= score_threshold - _EPS
-        agreement = sum(1 for j in js if (j.value >= score_threshold - _EPS) == high) / len(js)
-        if agreement >= min_agreement - _EPS:
-            out.append(
-                ScalarReward(js[0].prompt_id, sample, mean, _ids(js), _who(votes), agreement)
-            )
-    return sorted(out, key=lambda e: (e.prompt_id, e.sample_id))
+    with _gc_paused():
+        return build_scalar_rewards(
+            load(store, annotators, rating_ids),
+            criterion=criterion,
+            score_threshold=score_threshold,
+            aggregate=aggregate,
+            min_agreement=min_agreement,
+        )
 
 
 def demonstrations(
@@ -531,53 +206,17 @@ def demonstrations(
 ) -> list[Demonstration]:
     """Samples to imitate (SFT): rewrites, plus samples scoring ≥ ``min_score`` when given."""
     _check_options(aggregate, min_agreement)
-    return _demonstrations(
-        _load(store, annotators, rating_ids),
-        criterion=criterion,
-        min_score=min_score,
-        aggregate=aggregate,
-        min_agreement=min_agreement,
-    )
+    with _gc_paused():
+        return build_demonstrations(
+            load(store, annotators, rating_ids),
+            criterion=criterion,
+            min_score=min_score,
+            aggregate=aggregate,
+            min_agreement=min_agreement,
+        )
 
 
-def _demonstrations(
-    data: _Loaded,
-    *,
-    criterion: str | None,
-    min_score: float | None,
-    aggregate: bool,
-    min_agreement: float,
-) -> list[Demonstration]:
-    out: dict[int, Demonstration] = {}
-    for r in data.ratings:
-        sample = r["value"].get("rewrite") if r["kind"] == "rewrite" else None
-        if sample is None or sample in data.flagged:
-            continue
-        if sample in out:
-            out[sample].rating_ids.append(r["id"])
-            if out[sample].annotator != r["annotator"]:
-                out[sample].annotator = None
-        else:
-            out[sample] = Demonstration(r["prompt_id"], sample, [r["id"]], r["annotator"])
-    if min_score is not None:
-        for sample, votes in _by_item(_scores(data, criterion)).items():
-            js = list(votes.values())
-            if sample in out or sum(j.value for j in js) / len(js) < min_score - _EPS:
-                continue
-            agreement = sum(1 for j in js if j.value >= min_score - _EPS) / len(js)
-            if not aggregate or agreement >= min_agreement - _EPS:
-                out[sample] = Demonstration(
-                    js[0].prompt_id, sample, _ids(js), _who(votes), agreement
-                )
-    return sorted(out.values(), key=lambda e: (e.prompt_id, e.sample_id))
-
-
-def used_rating_ids(examples: Iterable[Example]) -> list[int]:
-    """The sorted ratings behind some examples: what a run records in ``runs.rating_ids``."""
-    return sorted({rid for e in examples for rid in e.rating_ids})
-
-
-# ---- counts for the UI ----------------------------------------------------------------------------
+# ---- counts for the UI ---------------------------------------------------------------------------
 _NOUNS = {
     "pairs": ("pair", "pairs"),
     "unpaired": ("unpaired example", "unpaired examples"),
@@ -605,15 +244,16 @@ def data_summary(
     with a pair, "ratings": ratings used, "flagged_samples": count}``. See :func:`describe`.
     """
     _check_options(aggregate, min_agreement)
-    data = _load(store, annotators, rating_ids)
     common = {"criterion": criterion, "aggregate": aggregate, "min_agreement": min_agreement}
-    built: dict[str, list[Any]] = {
-        "pairs": _preference_pairs(data, score_margin=score_margin, **common),
-        "unpaired": _unpaired_examples(data, score_threshold=score_threshold, **common),
-        "rewards": _scalar_rewards(data, score_threshold=score_threshold, **common),
-        "demonstrations": _demonstrations(data, min_score=min_score, **common),
-    }
-    who = {r["id"]: r["annotator"] for r in data.ratings}
+    with _gc_paused():
+        data = load(store, annotators, rating_ids)
+        built: dict[str, list[Any]] = {
+            "pairs": build_preference_pairs(data, score_margin=score_margin, **common),
+            "unpaired": build_unpaired_examples(data, score_threshold=score_threshold, **common),
+            "rewards": build_scalar_rewards(data, score_threshold=score_threshold, **common),
+            "demonstrations": build_demonstrations(data, min_score=min_score, **common),
+        }
+    who = {r.id: r.annotator for r in data.ratings}
     by = {k: {who[i] for i in used_rating_ids(v)} for k, v in built.items()}
     summary: dict[str, Any] = {k: len(v) for k, v in built.items()}
     summary["desirable"] = sum(1 for e in built["unpaired"] if e.label)
@@ -645,97 +285,3 @@ def describe(summary: dict[str, Any], what: str | None = None) -> str:
     if not parts:
         return "no training data yet: rate some samples first"
     return f"{', '.join(parts)} {people(summary['annotators'])}"
-
-
-# ---- examples with their texts ----------------------------------------------------------------------
-def materialize(
-    store: ProjectStore,
-    examples: Iterable[Example],
-    *,
-    conversational: bool = False,
-    chunk_size: int = 256,
-) -> Iterator[dict[str, Any]]:
-    """Yield each example as a dict with its prompt messages and sample texts, in TRL's column names.
-
-    The prompt is always ``prompt``: a list of ``{"role", "content"}`` messages
-    (``store.prompt_messages``). Completions are strings, or with ``conversational`` one-message
-    assistant lists (TRL's conversational format). Per kind:
-
-    - PreferencePair → ``prompt, chosen, rejected, margin``
-    - UnpairedExample → ``prompt, completion, label``
-    - ScalarReward → ``prompt, completion, reward``
-    - Demonstration → ``prompt, completion``
-
-    plus the ids (``prompt_id``, ``chosen_id``/``rejected_id`` or ``sample_id``, ``rating_ids``).
-    Streams: texts are read ``chunk_size`` examples at a time and prompts are cached (LRU).
-    """
-    prompts: OrderedDict[int, list[dict[str, str]]] = OrderedDict()
-
-    def messages(prompt_id: int) -> list[dict[str, str]]:
-        if prompt_id in prompts:
-            prompts.move_to_end(prompt_id)
-        else:
-            prompts[prompt_id] = store.prompt_messages(prompt_id)
-            if len(prompts) > 4096:
-                prompts.popitem(last=False)
-        return [dict(m) for m in prompts[prompt_id]]
-
-    def completion(text: str) -> str | list[dict[str, str]]:
-        return [{"role": "assistant", "content": text}] if conversational else text
-
-    chunk: list[Example] = []
-    for example in _chain(examples, chunk_size):
-        if example is not None:
-            chunk.append(example)
-            continue
-        texts = _sample_texts(store, {s for e in chunk for s in _sample_ids(e)})
-        for e in chunk:
-            row: dict[str, Any] = {"prompt": messages(e.prompt_id)}
-            if isinstance(e, PreferencePair):
-                row["chosen"] = completion(texts[e.chosen_id])
-                row["rejected"] = completion(texts[e.rejected_id])
-                row.update(margin=e.margin, chosen_id=e.chosen_id, rejected_id=e.rejected_id)
-            else:
-                row["completion"] = completion(texts[e.sample_id])
-                if isinstance(e, UnpairedExample):
-                    row["label"] = e.label
-                elif isinstance(e, ScalarReward):
-                    row["reward"] = e.reward
-                row["sample_id"] = e.sample_id
-            row.update(prompt_id=e.prompt_id, rating_ids=list(e.rating_ids))
-            yield row
-        chunk = []
-
-
-def _chain(examples: Iterable[Example], size: int) -> Iterator[Example | None]:
-    """The examples with a None after every ``size`` of them and at the end (chunk boundaries)."""
-    n = 0
-    for e in examples:
-        yield e
-        n += 1
-        if n % size == 0:
-            yield None
-    if n % size:
-        yield None
-
-
-def _sample_ids(e: Example) -> tuple[int, ...]:
-    if isinstance(e, PreferencePair):
-        return (e.chosen_id, e.rejected_id)
-    return (e.sample_id,)
-
-
-def _sample_texts(store: ProjectStore, ids: set[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    todo = sorted(ids)
-    for i in range(0, len(todo), 500):  # stay under SQLite's bound-parameter limit
-        part = todo[i : i + 500]
-        sql = f"SELECT id, text FROM samples WHERE id IN ({', '.join('?' * len(part))})"
-        found.update(store.conn.execute(sql, part).fetchall())
-    missing = ids - found.keys()
-    if missing:
-        raise ValueError(
-            f"{store.path}: samples {sorted(missing)[:10]} are referenced by ratings but missing "
-            "from the samples table; the project file is inconsistent (was it edited by hand?)"
-        )
-    return found

@@ -8,6 +8,7 @@ half of a prompt's candidates behind.
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 import time
@@ -77,10 +78,60 @@ def generate_texts(
     params: GenerationParams,
     seed: int | None = None,
 ) -> list[list[tuple[str, int]]]:
-    """K sampled (text, n_tokens) per prompt for a list of chat prompts, in one batched call."""
-    tok, model = loaded.tokenizer, loaded.model
+    """K sampled (text, n_tokens) per prompt for a list of chat prompts, in one batched call.
+
+    Decoder-only models take a lean path (``_sample_shared_prefill``): each prompt is encoded
+    once and its KV cache copied K times, sampling keeps only the top-k logits before top-p, and
+    finished rows leave the batch. Anything else (encoder-decoder models, generation configs with
+    extra logits processors such as a repetition penalty) goes through ``model.generate``.
+    """
+    tok = loaded.tokenizer
     k = params.per_prompt
-    texts = [format_prompt(tok, m) for m in prompts for _ in range(k)]
+    texts = [format_prompt(tok, m) for m in prompts]
+    if _lean_path_applies(loaded.model):
+        rows = _sample_shared_prefill(loaded, texts, params, seed)
+    else:
+        rows = _sample_with_generate(loaded, [t for t in texts for _ in range(k)], params, seed)
+    stop_ids = _stop_ids(loaded)
+    results: list[list[tuple[str, int]]] = [[] for _ in prompts]
+    for row, ids in enumerate(rows):
+        n = len(ids)
+        for i, t in enumerate(ids):
+            if t in stop_ids:
+                n = i
+                break
+        text = tok.decode(ids[:n], skip_special_tokens=True).strip()
+        results[row // k].append((text, n))
+    return results
+
+
+# Generation-config fields whose non-default values need a logits processor of model.generate.
+_PROCESSOR_DEFAULTS: dict[str, Any] = {
+    "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
+    "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
+    "exponential_decay_length_penalty": None, "renormalize_logits": False,
+}  # fmt: skip
+
+
+def _lean_path_applies(model: Any) -> bool:
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    names = inspect.signature(model.forward).parameters
+    if "cache" not in names or "position_ids" not in names:
+        return False
+    gc = getattr(model, "generation_config", None)
+    return gc is None or all(
+        getattr(gc, key, default) in (default, None) for key, default in _PROCESSOR_DEFAULTS.items()
+    )
+
+
+def _sample_with_generate(
+    loaded: LoadedModel, texts: list[str], params: GenerationParams, seed: int | None
+) -> list[list[int]]:
+    """Every row through ``model.generate``: the general path, for any model transformers runs."""
+    tok, model = loaded.tokenizer, loaded.model
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.device)
     if seed is not None:
         torch.manual_seed(seed)
@@ -92,18 +143,87 @@ def generate_texts(
     out = model.generate(
         **enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, **sampling
     )
-    new = out[:, enc["input_ids"].shape[1] :]  # (B, T_new)
-    stop_ids = _stop_ids(loaded)
-    results: list[list[tuple[str, int]]] = [[] for _ in prompts]
-    for row, ids in enumerate(new.tolist()):
-        n = len(ids)
-        for i, t in enumerate(ids):
-            if t in stop_ids:
-                n = i
-                break
-        text = tok.decode(ids[:n], skip_special_tokens=True).strip()
-        results[row // k].append((text, n))
-    return results
+    return out[:, enc["input_ids"].shape[1] :].tolist()  # (B, T_new)
+
+
+def _sample_shared_prefill(
+    loaded: LoadedModel, texts: list[str], params: GenerationParams, seed: int | None
+) -> list[list[int]]:
+    """K rows per prompt: one prefill per prompt, its KV cache repeated K times, then a decode
+    loop that samples like ``model.generate`` (temperature, then top-k, then top-p)."""
+    from transformers import DynamicCache  # here: importing core.generation stays cheap
+
+    tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
+    k, max_new = params.per_prompt, params.max_new_tokens
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+    mask = enc["attention_mask"]  # (P, T) left-padded
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    extra = (
+        {"logits_to_keep": 1}
+        if "logits_to_keep" in inspect.signature(model.forward).parameters
+        else {}
+    )
+    out = model(
+        input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, cache=cache,
+        use_cache=True, **extra,
+    )  # fmt: skip
+    cache.batch_repeat_interleave(k)
+    logits = out.logits[:, -1].repeat_interleave(k, dim=0)  # (B, V), B = P * K
+    mask = mask.repeat_interleave(k, dim=0)
+    position = positions[:, -1:].repeat_interleave(k, dim=0) + 1  # (B, 1)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
+    top_k = _default_top_k(model)
+    stop = torch.tensor(sorted(_stop_ids(loaded)), device=dev)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    tokens = torch.full((logits.shape[0], max_new), pad, dtype=torch.long, device=dev)
+    rows = torch.arange(logits.shape[0], device=dev)  # which output row each batch row is
+    for t in range(max_new):
+        nxt = _pick(logits, params.temperature, top_k, params.top_p, gen)  # (b,)
+        tokens[rows, t] = nxt
+        alive = ~torch.isin(nxt, stop)
+        if t == max_new - 1 or not bool(alive.any()):
+            break
+        if not bool(alive.all()):  # finished rows leave the batch: no more compute for them
+            keep = alive.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        out = model(
+            input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
+            use_cache=True,
+        )  # fmt: skip
+        logits, position = out.logits[:, -1], position + 1
+    return tokens.tolist()
+
+
+def _default_top_k(model: Any) -> int:
+    """The model's top_k, or the one ``model.generate`` falls back to (50) when it sets none."""
+    from transformers import GenerationConfig
+
+    top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+    if top_k is None:
+        top_k = GenerationConfig._get_default_generation_params().get("top_k", 0)
+    return int(top_k or 0)
+
+
+def _pick(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator
+) -> torch.Tensor:
+    """One token per row: greedy at temperature 0, else sampled from the top-k / top-p nucleus."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / temperature
+    if 0 < top_k < scores.shape[-1]:
+        values, index = torch.topk(scores, top_k, dim=-1)  # sorted, largest first
+    else:
+        values, index = torch.sort(scores, dim=-1, descending=True)
+    probs = values.softmax(dim=-1)
+    if top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p (always the first token)
+        probs = probs * ((probs.cumsum(dim=-1) - probs) < top_p)
+    choice = torch.multinomial(probs, 1, generator=gen)  # multinomial renormalises
+    return index.gather(-1, choice).squeeze(-1)
 
 
 def _stop_ids(loaded: LoadedModel) -> set[int]:

@@ -1,21 +1,265 @@
-"""The desktop app entry point (the full window arrives with the rating panel)."""
+"""The desktop app: QApplication, the main window (tabs Rate, Train, Data), QSettings, screenshots.
+
+``run_app(args)`` is what ``python main.py [--db FILE] [gui ...]`` runs. With ``--screenshot
+OUT.png`` it renders the window offscreen once its real content is ready (the first rating item,
+or the empty state of a project without prompts), saves the PNG and exits: 0 when the content was
+ready, 1 when it timed out or nothing could be prepared (the PNG then shows what was on screen).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+from PySide6.QtWidgets import (
+    QApplication,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+    QWidget,
+)
+
+from core.errors import UserError
+from gui.context import AppContext
+from gui.fonts import apply_app_fonts
+from gui.queue import stop_tasks
+from gui.rate_panel import RatePanel
+from gui.widgets import ShortcutSheet
+from gui.workers import running_tasks
+
+ORG = APP = "RLHF Studio"
+TABS = ("rate", "train", "data")
+SCREENSHOT_TIMEOUT_S = 120.0
+GUI_BUSY_TIMEOUT_MS = 3000  # a locked file fails a rating in 3 s with a message, not a 10 s freeze
+
+
+def _optional_panel(module: str, name: str, ctx: AppContext, title: str) -> QWidget:
+    """The Train / Data panels, or a placeholder while that module is not part of the build."""
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        label = QLabel(f"The {title} tab is not available in this build ({e}).")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        return label
+    return cls(ctx)
+
+
+class MainWindow(QMainWindow):
+    """Tabs Rate, Train, Data over one AppContext; the status bar shows what runs in the background."""
+
+    def __init__(self, ctx: AppContext, confirm_close: bool = True):
+        super().__init__()
+        self.ctx = ctx
+        self.confirm_close = confirm_close
+        self.setWindowTitle(f"RLHF Studio — {ctx.db_path.name}")
+        self.rate_panel = RatePanel(ctx)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.rate_panel, "Rate")
+        self.tabs.addTab(_optional_panel("gui.train_panel", "TrainPanel", ctx, "Train"), "Train")
+        self.tabs.addTab(_optional_panel("gui.data_panel", "DataPanel", ctx, "Data"), "Data")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.setCentralWidget(self.tabs)
+        self._build_status_bar()
+        self._build_menu()
+        self.resize(1280, 820)
+
+    def _build_status_bar(self) -> None:
+        ctx, bar = self.ctx, self.statusBar()
+        self.project_label = QLabel(f"Project: {ctx.db_path.name}")
+        self.project_label.setToolTip(str(ctx.db_path))
+        spec = ctx.settings()["model"]
+        self.model_label = QLabel(f"Model: {spec}")
+        self.device_label = QLabel(f"Device: {ctx.device or 'auto'}")
+        self.annotator_label = QLabel(f"Annotator: {ctx.annotator}")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        for w in (self.project_label, self.model_label, self.device_label, self.annotator_label):
+            bar.addPermanentWidget(w)
+        bar.addPermanentWidget(self.progress)
+        ctx.background_progress.connect(self.show_progress)
+        ctx.status_message.connect(lambda text: bar.showMessage(text, 10000))
+        self.rate_panel.feeder.model_status.connect(self.show_model)
+
+    def _build_menu(self) -> None:
+        project = self.menuBar().addMenu("&Project")
+        project.addAction("&Settings…", self.rate_panel.view.open_settings)
+        project.addSeparator()
+        project.addAction("&Quit", self.close)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&Keyboard shortcuts", lambda: ShortcutSheet(self).open())
+        help_menu.addAction("&Guidelines", self.rate_panel.view.toggle_guidelines)
+
+    def show_model(self, model: str, device: str) -> None:
+        self.model_label.setText(f"Model: {model}")
+        self.device_label.setText(f"Device: {device}")
+
+    def show_progress(self, label: str, done: int, total: int) -> None:
+        """(label, done, total): total 0 hides the bar, a negative total shows it busy."""
+        if total == 0:
+            self.progress.hide()
+            return
+        if total < 0:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(label)
+        else:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(done, total))
+            self.progress.setFormat(f"{label} %v/%m")
+        self.progress.setToolTip(label)
+        self.progress.show()
+
+    def select_tab(self, name: str) -> None:
+        self.tabs.setCurrentIndex(TABS.index(name))
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.rate_panel:
+            self.rate_panel.setFocus()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        others = [t.name for t in running_tasks() if t.name not in ("refill", "load-model")]
+        if others and self.confirm_close:
+            answer = QMessageBox.question(
+                self,
+                "Quit RLHF Studio",
+                f"Background work is running ({', '.join(sorted(set(others)))}). Stop it and "
+                "quit? Everything already written to the project file is kept.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.statusBar().showMessage("Stopping background work…")
+        self.rate_panel.shutdown()
+        stop_background_work()
+        event.accept()
+
+
+def ask_annotator(settings: QSettings) -> str | None:
+    """The remembered annotator name, or ask once and remember it."""
+    name = str(settings.value("annotator", "") or "").strip()
+    if name:
+        return name
+    name, ok = QInputDialog.getText(
+        None,
+        "Welcome to RLHF Studio",
+        "Your name as an annotator (saved with every rating you make):",
+    )
+    name = name.strip() if ok else ""
+    if name:
+        settings.setValue("annotator", name)
+    return name or None
+
+
+def _report(text: str, screenshot: bool) -> None:
+    print(f"error: {text}", file=sys.stderr)
+    if not screenshot:
+        QMessageBox.critical(None, "RLHF Studio", text)
 
 
 def run_app(args) -> int:
-    from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+    """Open the window on the project file (args: db, annotator, device, dtype,
+    trust_remote_code, screenshot, tab); returns the process exit code."""
+    from core.models import default_project_path
 
+    screenshot = getattr(args, "screenshot", None)
+    if screenshot and not QApplication.instance():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    win = QMainWindow()
-    win.setWindowTitle("RLHF Studio")
-    win.setCentralWidget(QLabel("RLHF Studio"))
-    win.resize(900, 600)
-    win.show()
-    if getattr(args, "screenshot", None):
-        app.processEvents()
-        win.grab().save(args.screenshot)
-        return 0
-    return app.exec()
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    apply_app_fonts(app)
+    settings = QSettings(ORG, APP)
+    annotator = (getattr(args, "annotator", None) or "").strip()
+    if annotator:
+        settings.setValue("annotator", annotator)
+    elif screenshot:
+        annotator = str(settings.value("annotator", "") or "").strip() or "screenshot"
+    else:
+        annotator = ask_annotator(settings) or ""
+        if not annotator:
+            print("No annotator name given; nothing was opened.", file=sys.stderr)
+            return 1
+    db = Path(args.db).expanduser() if getattr(args, "db", None) else default_project_path()
+    try:
+        ctx = AppContext(
+            db,
+            annotator,
+            device=getattr(args, "device", None),
+            dtype=getattr(args, "dtype", None),
+            trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
+        )
+    except UserError as e:
+        _report(f"The project file could not be opened.\n\n{e}", bool(screenshot))
+        return 2
+    ctx.store.conn.execute(f"PRAGMA busy_timeout = {GUI_BUSY_TIMEOUT_MS}")
+    window = MainWindow(ctx, confirm_close=not screenshot)
+    if screenshot:  # a picture needs a model only when the project has too few responses
+        window.rate_panel.feeder.eager_model = False
+    window.select_tab(getattr(args, "tab", None) or "rate")
+    window.show()
+    try:
+        if screenshot:
+            timeout = float(getattr(args, "screenshot_timeout", SCREENSHOT_TIMEOUT_S))
+            return take_screenshot(window, Path(screenshot), timeout)
+        return app.exec()
+    finally:
+        window.rate_panel.shutdown()
+        window.close()
+        stop_background_work()
+        ctx.close()
+        window.deleteLater()
+
+
+def stop_background_work() -> None:
+    """Cancel every Task and wait for it: a model load cannot be interrupted, and a thread still
+    running when Python exits aborts the process."""
+    tasks = running_tasks()
+    while not stop_tasks(tasks, timeout_s=5.0):
+        names = ", ".join(sorted({t.name for t in tasks if not t.wait(0)}))
+        print(f"waiting for background work ({names}) to finish…", file=sys.stderr)
+
+
+def take_screenshot(window: MainWindow, path: Path, timeout_s: float) -> int:
+    """Wait for the current tab's real content, then save the window as a PNG."""
+    loop = QEventLoop()
+    outcome = {"ok": False, "why": f"the content was not ready after {timeout_s:.0f} s"}
+
+    def finish(ok: bool, why: str = "") -> None:
+        if loop.isRunning():
+            outcome.update(ok=ok, why=why or outcome["why"])
+            loop.quit()
+
+    panel, tab = window.rate_panel, window.tabs.currentWidget()
+    if tab is panel:
+        panel.ready.connect(lambda: finish(True))
+        panel.stalled.connect(lambda why: finish(False, f"no item could be prepared: {why}"))
+        if panel._ready_sent:
+            QTimer.singleShot(0, lambda: finish(True))
+    else:
+        poll = QTimer(window)
+        poll.timeout.connect(
+            lambda: finish(True) if getattr(tab, "is_ready", lambda: True)() else None
+        )
+        poll.start(250)
+    QTimer.singleShot(int(timeout_s * 1000), lambda: finish(False))
+    loop.exec()
+    settle = QEventLoop()
+    QTimer.singleShot(150, settle.quit)  # let the last layout pass and repaint happen
+    settle.exec()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path)):
+        print(f"error: could not write the screenshot to {path}", file=sys.stderr)
+        return 1
+    if not outcome["ok"]:
+        text = " ".join(outcome["why"].replace("<br>", " ").split())
+        print(f"screenshot: {text}; saved what was shown to {path}", file=sys.stderr)
+        return 1
+    print(f"screenshot saved to {path}")
+    return 0

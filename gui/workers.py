@@ -20,11 +20,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 WorkFn = Callable[[threading.Event], Iterator[Any]]
 
 _live_tasks: set[Task] = set()
+_shutting_down = False
 
 
 class _Worker(QObject):
@@ -93,7 +94,9 @@ class Task(QObject):
         self._worker.progress.connect(self.progress)
         self._worker.result.connect(self.result)
         self._worker.failed.connect(self.failed)
-        self._worker.finished.connect(self._thread.quit)
+        # Direct: quit the thread's loop from the worker thread itself, so Task.wait() on the GUI
+        # thread returns as soon as the work ends instead of waiting for the GUI event loop.
+        self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished)
         self._running = False
 
@@ -103,6 +106,10 @@ class Task(QObject):
         return self._worker.thread_ident
 
     def start(self) -> Task:
+        if _shutting_down:  # the app is closing: start nothing that could outlive it
+            self.cancel_event.set()
+            self._running = False
+            return self
         _live_tasks.add(self)  # keep alive until the thread ends, even if the caller drops it
         self._running = True
         self._thread.start()
@@ -131,9 +138,18 @@ def running_tasks() -> list[Task]:
 
 
 def shutdown_all(timeout_ms: int = 30000) -> None:
-    """Cancel every running task and wait for their threads (called when the app closes)."""
-    tasks = running_tasks()
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        t.wait(timeout_ms)
+    """Cancel every running task and wait for their threads (called when the app closes).
+
+    While it waits no new Task starts, so a slot that runs meanwhile cannot leave a thread behind.
+    """
+    global _shutting_down
+    _shutting_down = True
+    try:
+        while tasks := running_tasks():
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                if not t.wait(timeout_ms):
+                    t._running = False  # give up on a stuck thread rather than hang the exit
+    finally:
+        _shutting_down = False

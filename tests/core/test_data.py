@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+from collections import Counter, defaultdict
 
 import pytest
 
@@ -20,7 +23,7 @@ from core.data import (
     unpaired_examples,
     used_rating_ids,
 )
-from core.store import ProjectStore, new_uuid, now
+from core.store import ProjectError, ProjectStore, new_uuid, now
 
 
 def add_prompt(store: ProjectStore, text: str, messages: list[dict] | None = None) -> int:
@@ -343,3 +346,333 @@ def test_materialize_attaches_messages_and_texts(project):
     assert again[0]["chosen"] == [{"role": "assistant", "content": "answer b"}]
     demo_row = next(materialize(store, [Demonstration(p, s["d"], [])]))
     assert demo_row["completion"] == "answer d" and "label" not in demo_row
+
+
+def test_missing_sample_texts_are_a_project_error_naming_the_ratings(project):
+    store, _, _, s = project
+    rid = pairwise(store, "alice", s["a"], s["b"], "a")
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM samples WHERE id = ?", (s["b"],))
+    with pytest.raises(
+        ProjectError, match=rf"ratings {rid} use samples {s['b']}, which are missing"
+    ):
+        list(materialize(store, preference_pairs(store)))
+
+
+def test_a_rating_that_is_not_json_is_a_project_error_naming_it(project):
+    store, _, _, s = project
+    rid = pairwise(store, "alice", s["a"], s["b"], "a")
+    with store.transaction() as conn:
+        conn.execute("UPDATE ratings SET value = '{\"choice\": ' WHERE id = ?", (rid,))
+    with pytest.raises(
+        ProjectError, match=rf"rating {rid} \(pairwise\) has a value that is not JSON"
+    ):
+        preference_pairs(store)
+
+
+# ---- the fast builders against a plain reference ----------------------------------------------------
+# The builders read the ratings table with one query and one json.loads per column and fetch texts
+# a chunk at a time. The reference below reads through store.ratings() and store.prompt_messages()
+# and follows the module docstring's rules step by step; on a random project with every kind of
+# rating, re-ratings, undos, flags and several annotators the two must agree exactly.
+EPS = 1e-9
+
+
+def mixed_project(store: ProjectStore, *, seed: int = 7, nan: bool = False) -> None:
+    rng = random.Random(seed)
+    prompts = [add_prompt(store, f"prompt {i}") for i in range(6)] + [
+        add_prompt(store, f"chat {i}", [{"role": "user", "content": f"chat {i}"}]) for i in range(2)
+    ]
+    samples = {
+        p: store.add_samples(
+            [{"prompt_id": p, "text": f"{p}/{j}", "model": "test"} for j in range(4)]
+        )
+        for p in prompts
+    }
+    people, made = ["ana", "ben", "cy", "dee", "eli"], []
+    for _ in range(420):
+        p, who = rng.choice(prompts), rng.choice(people)
+        shown = rng.sample(samples[p], 4)
+        kind = rng.choices(
+            ["pairwise", "score", "thumbs", "rank", "rewrite", "flag", "skip", "undo"],
+            [40, 25, 12, 8, 4, 1, 3, 4],
+        )[0]
+        if kind == "undo" and made:
+            store.set_superseded(rng.choice(made))
+            continue
+        if kind == "pairwise":
+            choice = rng.choice(["a", "a", "b", "b", "tie", "both_bad"])
+            winner = {"a": shown[0], "b": shown[1]}.get(choice)
+            value = {"choice": choice, "winner": winner if rng.random() < 0.8 else None}
+            made.append(rate(store, who, kind, shown[:2], value))
+        elif kind == "score":
+            scores = {"overall": rng.choice([0, 0.25, 0.5, 0.75, 1.0]), "fluency": rng.random()}
+            if rng.random() < 0.1:
+                del scores["overall"]
+            made.append(rate(store, who, kind, shown[:1], {"scores": scores}))
+        elif kind == "thumbs":
+            made.append(rate(store, who, kind, shown[:1], {"up": rng.random() < 0.6}))
+        elif kind == "rank":
+            made.append(rate(store, who, kind, shown[:3], {"order": rng.sample(shown[:3], 3)}))
+        elif kind == "rewrite":
+            (new,) = store.add_samples([{"prompt_id": p, "text": f"by {who}", "model": "human"}])
+            value = {"original": shown[0], "rewrite": new}
+            made.append(rate(store, who, kind, [shown[0], new], value))
+        elif kind in ("flag", "skip"):
+            value = {"reason": "other", "sample_id": rng.choice([shown[0], None])}
+            rate(store, who, kind, shown[:2], value if kind == "flag" else {})
+    if nan:  # NaN is JSON to Python's json module but not to SQLite's json_valid
+        score(store, "ana", samples[prompts[0]][0], overall=0.5, fluency=float("nan"))
+
+
+def ref_ratings(store, annotators=None, rating_ids=None):
+    """The current ratings that may train (read through store.ratings()), and the flagged samples."""
+    flagged, kept = set(), []
+    for r in store.ratings():
+        if r["kind"] == "flag":
+            sid = r["value"]["sample_id"]
+            flagged |= set(r["sample_ids"]) if sid is None else {sid}
+        elif r["kind"] != "skip" and (annotators is None or r["annotator"] in annotators):
+            if rating_ids is None or r["id"] in rating_ids:
+                kept.append(r)
+    return kept, flagged
+
+
+def ref_items(store, judge, **filters):
+    """{item: {annotator: (rating, value)}}: each annotator's last word on each item."""
+    ratings, flagged = ref_ratings(store, **filters)
+    out = defaultdict(dict)
+    for r in ratings:
+        for item, value in judge(r):
+            if not flagged & set(item if isinstance(item, tuple) else (item,)):
+                out[item][r["annotator"]] = (r, value)
+    return out
+
+
+def ref_vote(r):
+    v, ids = r["value"], r["sample_ids"]
+    if r["kind"] == "pairwise":
+        if v["choice"] in ("tie", "both_bad"):
+            return [(tuple(sorted(ids)), None)]
+        return [(tuple(sorted(ids)), v["winner"] or ids["ab".index(v["choice"])])]
+    if r["kind"] == "rank":  # combinations keep the order: each (better, worse)
+        return [(tuple(sorted(c)), c[0]) for c in itertools.combinations(v["order"], 2)]
+    if r["kind"] == "rewrite":
+        return [(tuple(sorted((v["rewrite"], v["original"]))), v["rewrite"])]
+    return []
+
+
+def ref_score(r):
+    s = r["value"]["scores"].get("overall") if r["kind"] == "score" else None
+    return [] if s is None else [(r["sample_ids"][0], float(s))]
+
+
+def only(by):
+    return next(iter(by)) if len(by) == 1 else None
+
+
+def ids_of(rs):
+    return sorted({r["id"] for r in rs})
+
+
+def ref_pairs(store, aggregate, min_agreement=0.0, margin=0.25, **filters):
+    votes = ref_items(store, ref_vote, **filters)
+    scores = ref_items(store, ref_score, **filters)
+    samples = sorted(scores)
+    same_prompt = [
+        (s, t)
+        for s, t in itertools.combinations(samples, 2)
+        if next(iter(scores[s].values()))[0]["prompt_id"]
+        == next(iter(scores[t].values()))[0]["prompt_id"]
+    ]
+    if not aggregate:
+        pairs = [
+            PreferencePair(r["prompt_id"], w, b if w == a else a, 0.0, [r["id"]], who, r["kind"])
+            for (a, b), by in votes.items()
+            for who, (r, w) in by.items()
+            if w is not None
+        ]
+        for s, t in same_prompt:
+            for who in scores[s].keys() & scores[t].keys():
+                (rs, vs), (rt, vt) = scores[s][who], scores[t][who]
+                if abs(vs - vt) >= margin - EPS and abs(vs - vt) > EPS:
+                    hi, lo = (s, t) if vs > vt else (t, s)
+                    pairs.append(
+                        PreferencePair(
+                            rs["prompt_id"], hi, lo, abs(vs - vt), ids_of([rs, rt]), who, "score"
+                        )
+                    )
+        return sorted(pairs, key=lambda p: (p.rating_ids, p.chosen_id, p.rejected_id))
+    compared = {}
+    for (a, b), by in votes.items():
+        tally = Counter(w for _, w in by.values()).most_common()
+        (top, n), rest = tally[0], tally[1:]
+        if top is not None and not (rest and rest[0][1] == n):
+            rs = [r for r, _ in by.values()]
+            kinds = "+".join(sorted({r["kind"] for r in rs}))
+            compared[(a, b)] = PreferencePair(
+                rs[0]["prompt_id"], top, b if top == a else a, 0.0, ids_of(rs), only(by), kinds,
+                n / len(rs),
+            )  # fmt: skip
+    scored = {}
+    for s, t in same_prompt:
+        shared = sorted(scores[s].keys() & scores[t].keys())
+        diffs = [scores[s][who][1] - scores[t][who][1] for who in shared]
+        d = sum(diffs) / len(diffs) if diffs else 0.0
+        if abs(d) >= margin - EPS and abs(d) > EPS:
+            rs = [scores[u][who][0] for u in (s, t) for who in shared]
+            agree = sum(1 for x in diffs if x * d > 0) / len(diffs)
+            hi, lo = (s, t) if d > 0 else (t, s)
+            scored[(s, t)] = PreferencePair(
+                rs[0]["prompt_id"], hi, lo, abs(d), ids_of(rs), only(shared), "score", agree
+            )
+    merged = []
+    for key in compared.keys() | scored.keys():
+        c, s = (
+            p if p is not None and p.agreement >= min_agreement - EPS else None
+            for p in (compared.get(key), scored.get(key))
+        )
+        if c and s and c.chosen_id == s.chosen_id:
+            merged.append(
+                PreferencePair(
+                    c.prompt_id, c.chosen_id, c.rejected_id, s.margin,
+                    sorted(set(c.rating_ids) | set(s.rating_ids)),
+                    c.annotator if c.annotator == s.annotator else None,
+                    "+".join(sorted(set(c.source.split("+")) | {"score"})),
+                    min(c.agreement, s.agreement),
+                )
+            )  # fmt: skip
+        elif bool(c) != bool(s):
+            merged.append(c or s)
+    return sorted(merged, key=lambda p: (p.prompt_id, p.chosen_id, p.rejected_id))
+
+
+def ref_per_sample(store, make, judge, aggregate, min_agreement, agree, **filters):
+    """Unpaired examples or rewards: one per judgment, or with ``aggregate`` one per sample
+    (``agree(values)`` → (value, agreement), or None to drop the sample)."""
+    by_sample = ref_items(store, judge, **filters)
+    if not aggregate:
+        out = [
+            make(r["prompt_id"], sample, value, [r["id"]], who)
+            for sample, by in by_sample.items()
+            for who, (r, value) in by.items()
+        ]
+        return sorted(out, key=lambda e: (e.rating_ids, e.sample_id))
+    out = []
+    for sample, by in by_sample.items():
+        rs, values = [r for r, _ in by.values()], [v for _, v in by.values()]
+        verdict = agree(values)
+        if verdict is not None and verdict[1] >= min_agreement - EPS:
+            out.append(
+                make(rs[0]["prompt_id"], sample, verdict[0], ids_of(rs), only(by), verdict[1])
+            )
+    return sorted(out, key=lambda e: (e.prompt_id, e.sample_id))
+
+
+def ref_unpaired(store, aggregate, min_agreement=0.0, **filters):
+    def judge(r):
+        if r["kind"] == "thumbs":
+            return [(r["sample_ids"][0], r["value"]["up"])]
+        if r["kind"] == "rewrite":
+            return [(r["value"]["rewrite"], True)]
+        return [(s, v >= 0.5 - EPS) for s, v in ref_score(r)]
+
+    def majority(labels):
+        up = sum(labels)
+        down = len(labels) - up
+        return None if up == down else (up > down, max(up, down) / len(labels))
+
+    return ref_per_sample(
+        store, UnpairedExample, judge, aggregate, min_agreement, majority, **filters
+    )
+
+
+def ref_rewards(store, aggregate, min_agreement=0.0, **filters):
+    def judge(r):
+        if r["kind"] == "thumbs":
+            return [(r["sample_ids"][0], 1.0 if r["value"]["up"] else 0.0)]
+        return ref_score(r)
+
+    def mean(values):
+        m = sum(values) / len(values)
+        same_side = [(v >= 0.5 - EPS) == (m >= 0.5 - EPS) for v in values]
+        return m, sum(same_side) / len(values)
+
+    return ref_per_sample(store, ScalarReward, judge, aggregate, min_agreement, mean, **filters)
+
+
+def ref_demonstrations(store, aggregate, min_agreement=0.0, min_score=0.7, **filters):
+    ratings, flagged = ref_ratings(store, **filters)
+    out = {}
+    for r in ratings:
+        sample = r["value"]["rewrite"] if r["kind"] == "rewrite" else None
+        if sample is not None and sample not in flagged:
+            d = out.setdefault(sample, Demonstration(r["prompt_id"], sample, [], r["annotator"]))
+            d.rating_ids.append(r["id"])
+            d.annotator = d.annotator if d.annotator == r["annotator"] else None
+    for sample, by in ref_items(store, ref_score, **filters).items():
+        values = [v for _, v in by.values()]
+        agreement = sum(1 for v in values if v >= min_score - EPS) / len(values)
+        keep = not aggregate or agreement >= min_agreement - EPS
+        if sample not in out and sum(values) / len(values) >= min_score - EPS and keep:
+            rs = [r for r, _ in by.values()]
+            out[sample] = Demonstration(rs[0]["prompt_id"], sample, ids_of(rs), only(by), agreement)
+    return sorted(out.values(), key=lambda e: (e.prompt_id, e.sample_id))
+
+
+def ref_rows(store, examples):
+    """materialize's rows, one prompt and one sample text query per example."""
+
+    def text(sample_id):
+        return store.conn.execute("SELECT text FROM samples WHERE id = ?", (sample_id,)).fetchone()[
+            0
+        ]
+
+    for e in examples:
+        row = {"prompt": store.prompt_messages(e.prompt_id)}
+        if isinstance(e, PreferencePair):
+            row |= {"chosen": text(e.chosen_id), "rejected": text(e.rejected_id), "margin": e.margin,
+                    "chosen_id": e.chosen_id, "rejected_id": e.rejected_id}  # fmt: skip
+        else:
+            row["completion"] = text(e.sample_id)
+            if isinstance(e, UnpairedExample):
+                row["label"] = e.label
+            elif isinstance(e, ScalarReward):
+                row["reward"] = e.reward
+            row["sample_id"] = e.sample_id
+        yield row | {"prompt_id": e.prompt_id, "rating_ids": e.rating_ids}
+
+
+def exactly(examples):
+    """Examples as field tuples with floats rounded: the reference may sum in another order."""
+    return [
+        tuple(round(v, 9) if isinstance(v, float) else v for v in vars(e).values())
+        for e in examples
+    ]
+
+
+@pytest.mark.parametrize("nan", [False, True], ids=["bulk-json", "row-by-row-json"])
+@pytest.mark.parametrize(
+    "filters", [{}, {"annotators": ["ana", "ben", "cy"]}, {"rating_ids": set(range(1, 500, 3))}]
+)
+def test_builders_match_a_plain_reference_on_a_mixed_project(tmp_path, nan, filters):
+    store = ProjectStore(tmp_path / "mixed.db")
+    mixed_project(store, nan=nan)
+    invalid = "SELECT COUNT(*) FROM ratings WHERE NOT json_valid(value)"
+    assert store.conn.execute(invalid).fetchone()[0] == int(nan)
+    for aggregate, min_agreement in [(False, 0.0), (True, 0.0), (True, 0.6)]:
+        opts = {"aggregate": aggregate, "min_agreement": min_agreement, **filters}
+        pairs = preference_pairs(store, **opts)
+        assert exactly(pairs) == exactly(ref_pairs(store, **opts))
+        assert exactly(unpaired_examples(store, **opts)) == exactly(ref_unpaired(store, **opts))
+        assert exactly(scalar_rewards(store, **opts)) == exactly(ref_rewards(store, **opts))
+        demos = demonstrations(store, min_score=0.7, **opts)
+        assert exactly(demos) == exactly(ref_demonstrations(store, **opts))
+        if aggregate and not min_agreement and not filters:
+            assert len(pairs) > 20 and len({p.source for p in pairs}) > 3  # the project is mixed
+            summary = data_summary(store, min_score=0.7, **opts)
+            assert (summary["pairs"], summary["demonstrations"]) == (len(pairs), len(demos))
+    examples = [*preference_pairs(store, aggregate=True), *unpaired_examples(store),
+                *scalar_rewards(store), *demonstrations(store, min_score=0.7)]  # fmt: skip
+    assert list(materialize(store, examples, chunk_size=7)) == list(ref_rows(store, examples))
+    store.close()

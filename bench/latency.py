@@ -1,0 +1,260 @@
+"""Annotator latency in the real window: submit -> next item, and the longest GUI stall while the
+app generates and while it trains.
+
+The app's MainWindow runs offscreen on a project with ready-made responses. A pairwise rating is
+submitted by a key press (``A``) every PACE_MS, as a fast annotator would; the time from the key
+press until the next item is on screen and painted is one latency sample. Meanwhile a QTimer fires
+every 5 ms on the GUI thread; the longest gap between two of its ticks, beyond the 5 ms, is the
+longest stall the annotator could have felt. Three phases:
+
+0. startup: the app loads its generation model on a worker thread;
+1. idle: only the app's own item queue works in the background;
+2. generating: ``generate_samples`` runs in a ``gui.workers.Task`` as the app's refill does;
+3. training: the Train tab's Start runs DPO (its defaults, a few steps) in the background.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.common import (
+    REPO,
+    Result,
+    finish,
+    log,
+    median,
+    mode_of,
+    parser,
+    percentile,
+    pick,
+    qt_config_dir,
+    use_bench_home,
+    workdir,
+)  # fmt: skip
+from bench.pairs import load_pairs, pairs_project
+
+TARGET_P95_MS, TARGET_STALL_MS = 30.0, 50.0
+TICK_MS, PACE_MS = 5, 150
+WORDS = ("the quick answer is that water boils at one hundred degrees at sea level and the "
+         "reason is pressure, which changes with height above the sea").split()  # fmt: skip
+
+
+def prepare_project(db: Path, model: str, n_prompts: int, smoke: bool) -> Path:
+    """Pairs to train on (annotator bench), plus prompts with four ready responses to rate and
+    prompts with none (for the generation phase)."""
+    from core.prompts import import_prompts
+    from core.store import ProjectStore
+
+    pairs_project(db, load_pairs(8 if smoke else 64, synthetic=smoke))
+    with ProjectStore(db) as store:
+        import_prompts(store, REPO / "resources" / "starter_prompts.jsonl")
+        ids = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT id FROM prompts WHERE source != 'bench' ORDER BY id"
+            )
+        ]
+        rows = [
+            {"prompt_id": p, "model": "bench", "text": f"Answer {j}. " + " ".join(WORDS[(p + j) % 7 :] * 3)}
+            for p in ids[:n_prompts] for j in range(4)
+        ]  # fmt: skip
+        store.add_samples(rows)
+        store.update_settings(model=model)
+    return db
+
+
+class Clock:
+    """A 5 ms QTimer on the GUI thread; ``gaps`` are the intervals between its ticks (ms)."""
+
+    def __init__(self):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last: float | None = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append((now - self._last) * 1000)
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps, self._last = [], None
+        self.timer.start()
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return self.gaps
+
+
+def spin(ms: float) -> None:
+    """Run the event loop for ``ms`` milliseconds (the annotator reading the item)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(ms), loop.quit)
+    loop.exec()
+
+
+def wait_until(cond, timeout_s: float) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while not cond():
+        if time.perf_counter() > deadline:
+            return False
+        spin(20)
+    return True
+
+
+def rate_while(panel, keep_going, max_ratings: int) -> list[float]:
+    """Submit pairwise ratings at PACE_MS while ``keep_going()``; submit -> painted next item (ms)."""
+    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtTest import QTest
+
+    samples: list[float] = []
+    shown: list[float] = []
+    panel.item_shown.connect(lambda: shown.append(time.perf_counter()))
+    while keep_going() and len(samples) < max_ratings:
+        spin(PACE_MS)
+        if panel.item is None:
+            continue  # nothing on screen yet (still loading)
+        before = len(shown)
+        t0 = time.perf_counter()
+        QTest.keyClick(panel, Qt.Key.Key_A)
+        if len(shown) == before:  # the next item is not ready: not a latency sample
+            continue
+        QCoreApplication.processEvents()  # layout and paint of the new item
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def phase(name: str, panel, clock: Clock, keep_going, max_ratings: int, max_s: float = 300) -> dict:
+    clock.start()
+    t0 = time.perf_counter()
+    lat = rate_while(panel, lambda: keep_going() and time.perf_counter() - t0 < max_s, max_ratings)
+    gaps = clock.stop()
+    stall = max(gaps) - TICK_MS if gaps else float("nan")
+    row = {
+        "phase": name, "seconds": round(time.perf_counter() - t0, 1), "ratings": len(lat),
+        "p50 ms": round(percentile(lat, 50), 1), "p95 ms": round(percentile(lat, 95), 1),
+        "max ms": round(max(lat), 1) if lat else None,
+        "longest stall ms": round(stall, 1), "gaps > 50 ms": sum(g - TICK_MS > 50 for g in gaps),
+    }  # fmt: skip
+    log(f"  {row}")
+    return {"row": row, "latencies": lat, "stall": stall}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser(__doc__.split("\n")[0]).parse_args(argv)
+    use_bench_home()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from core.generation import GenerationParams, generate_samples
+    from core.models import load_model
+    from gui.app import MainWindow
+    from gui.context import AppContext
+    from gui.queue import stop_tasks
+    from gui.workers import Task, running_tasks
+
+    app = QApplication.instance() or QApplication([])
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):  # not the user's
+        QSettings.setPath(
+            fmt, QSettings.Scope.UserScope, str(qt_config_dir(Path(os.environ["RLHF_STUDIO_HOME"])))
+        )
+    res = Result("latency", "Annotator latency and GUI stalls", mode_of(args))
+    n_idle = pick(args, 100, 30, 5)
+    gen_s, train_steps = pick(args, 40, 15, 3), pick(args, 3, 1, 1)
+    n_ready = pick(args, 80, 40, 12)  # prompts with ready responses: 2 pairwise items each
+    db = prepare_project(workdir(args, "latency") / "latency.db", args.model, n_ready, args.smoke)
+    ctx = AppContext(db, "latency")
+    window = MainWindow(ctx, confirm_close=False)
+    window.resize(1280, 820)
+    window.show()
+    panel = window.rate_panel
+    clock = Clock()
+    phases = []
+    try:
+        wait_until(lambda: panel.item is not None, 120)
+        log("latency: startup phase (the app loads its model in the background)")
+        feeder = panel.feeder
+        phases.append(phase("startup (model loading in the background)", panel, clock,
+                            lambda: feeder.loaded is None and feeder.model_error is None, 10_000))  # fmt: skip
+        log("latency: idle phase")
+        phases.append(phase("idle (queue refills in the background)", panel, clock, lambda: True,
+                            n_idle, max_s=pick(args, 120, 60, 5)))  # fmt: skip
+
+        log("latency: generating phase")
+        loaded = load_model(args.model)  # before the phase; the app's feeder holds its own copy
+        params = GenerationParams(per_prompt=4, max_new_tokens=64, batch_size=32)
+
+        def work(cancel):
+            from core.store import ProjectStore
+
+            store = ProjectStore(db)
+            try:
+                yield from generate_samples(store, loaded, params, limit=64, cancel=cancel)
+            finally:
+                store.close()
+
+        gen_task = Task(work, name="bench-generate").start()
+        t_end = time.perf_counter() + gen_s
+        phases.append(phase("generating (generate_samples in a Task)", panel, clock,
+                            lambda: gen_task.is_running() and time.perf_counter() < t_end, 10_000))  # fmt: skip
+        stop_tasks([gen_task])
+
+        train_panel = window.tabs.widget(1)
+        if hasattr(train_panel, "start"):
+            log("latency: training phase")
+            train_panel.form.set_algo("dpo")
+            for name, value in {"steps": train_steps, "save_every": 0}.items():
+                train_panel.form.set_value(name, value)
+            ended: list = []
+            train_panel.run_ended.connect(lambda *a: ended.append(a))
+            train_panel.start()
+            phases.append(phase(f"training (DPO from the Train tab, {train_steps} steps)", panel, clock,
+                                lambda: not ended, 10_000))  # fmt: skip
+        else:
+            res.notes.append("The Train tab is not in this build: the training phase was skipped.")
+    finally:
+        stop_tasks(running_tasks(), timeout_s=120)
+        window.close()
+        ctx.close()
+        window.deleteLater()
+        app.processEvents()
+    res.details["table"] = [p["row"] for p in phases]
+    idle = phases[1]
+    all_lat = [x for p in phases for x in p["latencies"]]
+    res.figure(
+        "latency.p50",
+        "submit -> next item painted, p50 (idle)",
+        percentile(idle["latencies"], 50),
+        "ms",
+    )
+    res.figure("latency.p95", "submit -> next item painted, p95 (idle)", percentile(idle["latencies"], 95), "ms",
+               target=TARGET_P95_MS, better="lower")  # fmt: skip
+    res.figure("latency.p95_all", "submit -> next item painted, p95 (all phases)", percentile(all_lat, 95), "ms",
+               target=TARGET_P95_MS, better="lower")  # fmt: skip
+    res.figure("latency.stall_startup", "longest GUI stall while the model loads at startup",
+               phases[0]["stall"], "ms", target=TARGET_STALL_MS, better="lower",
+               note="" if phases[0]["stall"] <= TARGET_STALL_MS else "imports on the load thread hold the GIL")  # fmt: skip
+    for p, key in zip(phases[2:], ("generating", "training"), strict=False):
+        res.figure(f"latency.stall_{key}", f"longest GUI stall while {key}", p["stall"], "ms",
+                   target=TARGET_STALL_MS, better="lower",
+                   note="" if p["stall"] <= TARGET_STALL_MS else "a slot or the Python GIL held the GUI thread")  # fmt: skip
+    res.details["median_ms"] = {p["row"]["phase"]: median(p["latencies"]) for p in phases}
+    res.notes.append(
+        f"Pairwise ratings by key press every {PACE_MS} ms; a {TICK_MS} ms QTimer measures stalls "
+        "(the longest gap between ticks minus 5 ms). Offscreen Qt platform; paint included."
+    )
+    return finish(res, args)
+
+
+if __name__ == "__main__":
+    main()

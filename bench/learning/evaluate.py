@@ -1,0 +1,179 @@
+"""Held-out evaluation of one policy: generate, score with the rater, and the sanity measures.
+
+Every policy answers the same held-out prompts with the same sampling settings and seeds, into
+an evaluation project file that the training project never sees. Scores are compared per prompt
+(paired), so the standard error of a gain is that of the per-prompt differences.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.common import mean_ci, t975
+
+
+@dataclass
+class PolicyEval:
+    name: str
+    spec: str
+    sample_ids: list[int] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # per sample
+    prompt_ids: list[int] = field(default_factory=list)  # per sample
+    texts: list[str] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    kl: float | None = None
+    seconds: float = 0.0
+
+    def per_prompt(self) -> dict[int, float]:
+        groups: dict[int, list[float]] = {}
+        for pid, s in zip(self.prompt_ids, self.scores, strict=True):
+            groups.setdefault(pid, []).append(s)
+        return {pid: statistics.fmean(v) for pid, v in groups.items()}
+
+    def summary(self) -> dict[str, Any]:
+        ci = mean_ci(list(self.per_prompt().values()))
+        return {
+            "mean": ci["mean"], "ci_lo": ci["lo"], "ci_hi": ci["hi"], "se": ci["se"],
+            "prompts": ci["n"], "responses": len(self.scores),
+            "mean_tokens": statistics.fmean(self.n_tokens) if self.n_tokens else float("nan"),
+            "distinct_1": distinct_n(self.texts, 1), "distinct_2": distinct_n(self.texts, 2),
+            "kl_to_base": self.kl, "seconds": round(self.seconds, 1),
+        }  # fmt: skip
+
+
+def generate_heldout(eval_store, loaded, params, prompt_ids: list[int], name: str) -> PolicyEval:
+    """K responses per held-out prompt from ``loaded`` (the app's own generator), scored."""
+    import time
+
+    from core.generation import generate_samples
+    from core.raters import sentiment
+
+    t0 = time.perf_counter()
+    ids: list[int] = []
+    for prog in generate_samples(eval_store, loaded, params, prompt_ids=prompt_ids):
+        ids += prog.sample_ids
+    ev = PolicyEval(name, loaded.spec, seconds=time.perf_counter() - t0)
+    marks = ",".join("?" * len(ids))
+    rows = eval_store.conn.execute(
+        f"SELECT s.id, s.prompt_id, p.text, s.text, s.n_tokens FROM samples s JOIN prompts p "
+        f"ON p.id = s.prompt_id WHERE s.id IN ({marks}) ORDER BY s.id",
+        ids,
+    ).fetchall()
+    for sid, pid, prompt, text, n in rows:
+        ev.sample_ids.append(sid)
+        ev.prompt_ids.append(pid)
+        ev.prompts.append(prompt)
+        ev.texts.append(text)
+        ev.n_tokens.append(n or 0)
+        ev.scores.append(sentiment(prompt, text))
+    return ev
+
+
+def paired_gain(before: PolicyEval, after: PolicyEval) -> dict[str, float]:
+    """Mean per-prompt gain, its standard error, 95% CI and gain / SE (paired by prompt)."""
+    a, b = before.per_prompt(), after.per_prompt()
+    diffs = [b[p] - a[p] for p in a if p in b]
+    n = len(diffs)
+    if n < 2:
+        return {
+            "gain": float("nan"),
+            "se": float("nan"),
+            "lo": float("nan"),
+            "hi": float("nan"),
+            "z": float("nan"),
+        }
+    gain = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(n)
+    half = t975(n - 1) * se
+    return {
+        "gain": gain,
+        "se": se,
+        "lo": gain - half,
+        "hi": gain + half,
+        "z": gain / se if se > 0 else float("inf"),
+    }
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct n-grams / all n-grams over all responses (word level): 1 = no repetition."""
+    grams = [
+        tuple(w[i : i + n])
+        for t in texts
+        for w in [t.lower().split()]
+        for i in range(len(w) - n + 1)
+    ]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+@torch.inference_mode()
+def kl_to_base(
+    policy, base, tokenizer, prompts: list[str], texts: list[str], batch: int = 4
+) -> float:
+    """Mean over responses of sum_t KL(policy(.|y<t) || base(.|y<t)) along the policy's own
+    held-out responses: the exact per-position KL over the vocabulary, in nats per response."""
+    from core.models import format_prompt
+
+    device = next(policy.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs = []
+    for prompt, text in zip(prompts, texts, strict=True):
+        p = tokenizer(format_prompt(tokenizer, [{"role": "user", "content": prompt}]),
+                      add_special_tokens=False)["input_ids"]  # fmt: skip
+        r = tokenizer(text, add_special_tokens=False)["input_ids"]
+        seqs.append((p, r))
+    total = []
+    for i in range(0, len(seqs), batch):
+        chunk = seqs[i : i + batch]
+        width = max(len(p) + len(r) for p, r in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, (p, r) in enumerate(chunk):
+            ids[j, : len(p) + len(r)] = torch.tensor(p + r)
+            mask[j, : len(p) + len(r)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        lp = policy(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)  # (B, T, V)
+        lq = base(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        kl_pos = (lp.exp() * (lp - lq)).sum(-1)  # (B, T): KL of the next-token distributions
+        for j, (p, r) in enumerate(chunk):
+            # positions len(p)-1 .. len(p)+len(r)-2 predict the response tokens
+            total.append(float(kl_pos[j, len(p) - 1 : len(p) + len(r) - 1].sum()))
+    return statistics.fmean(total) if total else float("nan")
+
+
+def reward_accuracy(rm, ev: PolicyEval, tie_margin: float) -> dict[str, float]:
+    """Held-out accuracy of a reward model: consecutive responses of a prompt form a pair, the
+    rater decides which is better (ties left out), the model must rank them the same way."""
+    from core.trainers.reward_model import score_texts
+
+    pairs = []
+    by_prompt: dict[int, list[int]] = {}
+    for i, pid in enumerate(ev.prompt_ids):
+        by_prompt.setdefault(pid, []).append(i)
+    for idx in by_prompt.values():
+        for a, b in zip(idx[::2], idx[1::2], strict=False):
+            if abs(ev.scores[a] - ev.scores[b]) >= tie_margin:
+                pairs.append((a, b) if ev.scores[a] > ev.scores[b] else (b, a))
+    if not pairs:
+        return {"pairs": 0, "accuracy": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    flat = [i for pair in pairs for i in pair]
+    rewards = score_texts(rm, [ev.prompts[i] for i in flat], [ev.texts[i] for i in flat])
+    right = sum(rewards[2 * k] > rewards[2 * k + 1] for k in range(len(pairs)))
+    acc = right / len(pairs)
+    lo, hi = wilson(right, len(pairs))
+    return {"pairs": len(pairs), "accuracy": acc, "lo": lo, "hi": hi}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half

@@ -1,0 +1,237 @@
+"""bench/results.json -> docs/benchmarks.md: machine, a summary table of every figure against its
+target, then each benchmark's details, notes and plots.
+
+``python -m bench.report [--results FILE] [--out FILE]`` re-renders without re-measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH_DIR, REPO
+
+ORDER = ("gen_speed", "dpo_vs_trl", "learning", "latency", "store_speed", "memory", "cold_start")
+STATUS = {"pass": "pass", "short": "**short**", "info": "—", "missing": "not measured"}
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def target_text(fig: dict[str, Any]) -> str:
+    if fig.get("target") is None:
+        return ""
+    sign = "≥" if fig.get("better", "higher") == "higher" else "≤"
+    return f"{sign} {fmt(fig['target'], fig.get('digits', 1))} {fig['unit']}"
+
+
+def machine_table(machine: dict[str, Any]) -> list[str]:
+    rows = [
+        ("CPU", machine.get("cpu")),
+        ("cores (torch threads)", f"{machine.get('cores')} ({machine.get('torch_threads')})"),
+        ("SIMD", machine.get("simd") or "—"),
+        ("memory", f"{machine.get('memory_gb')} GB"),
+        ("GPU", machine.get("gpu") or "none"),
+        ("torch", machine.get("torch")),
+        ("transformers", machine.get("transformers")),
+        ("trl", machine.get("trl") or "not installed"),
+        ("python", machine.get("python")),
+        ("OS", machine.get("os")),
+    ]
+    return ["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]
+
+
+def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| Benchmark | Figure | Value | Target | Status | Cause / note |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for name in _ordered(benches):
+        b = benches[name]
+        for fig in b.get("figures", []):
+            value = f"{fmt(fig['value'], fig.get('digits', 1))} {fig['unit']}"
+            note = fig.get("note", "").replace("|", "/")
+            lines.append(
+                f"| {b['title']} | {fig['label']} | {value} | {target_text(fig)} | "
+                f"{STATUS.get(fig['status'], fig['status'])} | {note} |"
+            )
+        if b.get("error"):
+            lines.append(
+                f"| {b.get('title', name)} | (failed) | | | **error** | {b['error'][:200]} |"
+            )
+    return lines
+
+
+def _ordered(benches: dict[str, Any]) -> list[str]:
+    return [n for n in ORDER if n in benches] + [n for n in benches if n not in ORDER]
+
+
+def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
+    load = f"load average before {b.get('load_before')} / after {b.get('load_after')}"
+    lines = [
+        f"## {b['title']}",
+        "",
+        f"`{b['name']}` · {b.get('mode', 'full')} run · {b.get('started', '?')} · "
+        f"{fmt(b.get('seconds'), 0)} s · {load}",
+        "",
+    ]
+    if b.get("error"):
+        lines += ["**This benchmark failed:**", "", "```", b["error"][-2000:], "```", ""]
+    render = DETAILS.get(b["name"])
+    if render and b.get("details"):
+        lines += render(b["details"]) + [""]
+    for note in b.get("notes", []):
+        lines.append(f"- {note}")
+    if b.get("notes"):
+        lines.append("")
+    for plot in b.get("plots", []):
+        rel = Path(plot)
+        if rel.is_absolute():
+            try:
+                rel = rel.relative_to(docs_dir)
+            except ValueError:
+                rel = Path(rel.name)
+        lines += [f"![{rel.stem}]({rel.as_posix()})", ""]
+    return lines
+
+
+# ---- per-benchmark details ---------------------------------------------------------------------
+def _gen_details(d: dict[str, Any]) -> list[str]:
+    names = {
+        "plain_1x1": "plain `model.generate`, 1 sequence",
+        "plain_1x8": f"plain `model.generate`, 1 prompt x K={d.get('k')}",
+        "ours_1x8": f"ours `generate_texts`, 1 prompt x K={d.get('k')}",
+        "plain_4x8": f"plain `model.generate`, {d.get('prompts_per_batch')} prompts x K={d.get('k')}",
+        "prefill_4x8": f"plain `model.generate` after a shared prefill, {d.get('prompts_per_batch')} prompts x K={d.get('k')}",
+        "ours_4x8": f"ours `generate_samples`, {d.get('prompts_per_batch')} prompts x K={d.get('k')}",
+    }
+    lines = [
+        f"{d.get('max_new_tokens')} new tokens, temperature 0.8, top-p 0.95, {d.get('device')}, "
+        f"{d.get('threads')} threads, median of {d.get('repetitions')} alternating repetitions.",
+        "",
+        "| Variant | tok/s (median) | runs (tokens / s) |",
+        "|---|---:|---|",
+    ]
+    for key, label in names.items():
+        runs = d.get("runs", {}).get(key, [])
+        shown = ", ".join(f"{r['tokens']}/{r['seconds']:.1f}" for r in runs)
+        lines.append(f"| {label} | {fmt(d.get('tok_s', {}).get(key))} | {shown} |")
+    return lines
+
+
+def _store_details(d: dict[str, Any]) -> list[str]:
+    lines = [
+        "| Ratings | insert (s) | export jsonl (s) | export preference (s) | merge (s) | re-merge (s) | file (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, r in d.get("sizes", {}).items():
+        lines.append(
+            f"| {int(n):,} | {fmt(r['insert_s'], 2)} | {fmt(r['export_jsonl_s'], 2)} | "
+            f"{fmt(r['export_preference_s'], 2)} | {fmt(r['merge_s'], 2)} | "
+            f"{fmt(r['remerge_s'], 2)} | {fmt(r['db_mb'], 1)} |"
+        )
+    return lines
+
+
+def _generic_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(
+            "| "
+            + " | ".join(fmt(r.get(c), 3 if isinstance(r.get(c), float) else 0) for c in cols)
+            + " |"
+        )
+    return lines
+
+
+def _table_details(d: dict[str, Any]) -> list[str]:
+    """Benchmarks that prepare their own rows under details["table"]."""
+    lines = _generic_table(d.get("table", []))
+    for extra in d.get("tables", []):
+        lines += ["", f"**{extra['title']}**", "", *_generic_table(extra["rows"])]
+    return lines
+
+
+DETAILS = {
+    "gen_speed": _gen_details,
+    "store_speed": _store_details,
+    "dpo_vs_trl": _table_details,
+    "learning": _table_details,
+    "latency": _table_details,
+    "memory": _table_details,
+    "cold_start": _table_details,
+}
+
+
+def render(results: dict[str, Any], docs_dir: Path) -> str:
+    benches = results.get("benches", {})
+    first = next((b for b in benches.values() if b.get("machine")), {})
+    machine = results.get("machine") or first.get("machine", {})
+    modes = sorted({b.get("mode", "full") for b in benches.values()})
+    shortfalls = [
+        f for b in benches.values() for f in b.get("figures", []) if f["status"] == "short"
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (bench/run.py) on {results.get('generated', '?')} from "
+        "[bench/results.json](../bench/results.json); do not edit by hand. Re-render with "
+        "`python -m bench.report`. Mode: " + ", ".join(modes) + ".",
+        "",
+        "Every number is measured on the machine below, with the app's own code (the CLI or the "
+        "core generators it runs). The load average of the machine is printed with each "
+        "benchmark: figures taken while other work ran are slower than a quiet machine gives.",
+        "",
+        "Reproduce: `make bench` (the whole suite; installs the `bench` extra: TRL, datasets, "
+        "psutil, matplotlib), `make bench-quick` (a smoke pass, written to bench/out/quick/), or "
+        "one script, e.g. `python -m bench.run --only gen_speed`. The scripts are in bench/; "
+        "`make test` runs each of them on a tiny model (tests/test_bench_smoke.py) so they keep "
+        "working, without checking any time.",
+        "",
+        "## Machine",
+        "",
+        *machine_table(machine),
+        "",
+        f"## Summary ({len(shortfalls)} figure(s) short of target)",
+        "",
+        *summary_table(benches),
+        "",
+    ]
+    for name in _ordered(benches):
+        lines += bench_section(benches[name], docs_dir)
+    if not machine.get("gpu"):
+        lines += [
+            "## GPU",
+            "",
+            "No GPU was available to this run; the bf16 GPU figures of issue #6 are not measured "
+            "here.",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(BENCH_DIR / "results.json"))
+    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = p.parse_args(argv)
+    results = json.loads(Path(args.results).read_text())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results, out.parent.resolve()))
+    return out
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,114 @@
+"""Run the benchmark suite: each script in its own process, results into one file, then the report.
+
+``python -m bench.run`` (``make bench``) measures everything and writes bench/results.json and
+docs/benchmarks.md. ``--quick`` (``make bench-quick``) is a smoke pass of the whole suite on the
+default model with small sizes; it writes bench/out/quick/ and leaves docs/ alone. ``--only`` /
+``--skip`` choose scripts; results of scripts not run are kept from the previous results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import report
+from bench.common import BENCH_DIR, OUT, REPO, bench_env, load_average, log
+
+# (name, module, minutes allowed in a full run). Order: cheap and independent first; the
+# learning proof, the longest, last.
+SCRIPTS = (
+    ("gen_speed", "bench.gen_speed", 15),
+    ("store_speed", "bench.store_speed", 15),
+    ("cold_start", "bench.cold_start", 10),
+    ("memory", "bench.memory", 10),
+    ("latency", "bench.latency", 10),
+    ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
+    ("learning", "bench.learning.run", 50),
+)
+
+
+def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) -> dict:
+    """One script in a subprocess; its log goes to <folder>/logs/<name>.log."""
+    out = folder / f"{name}.json"
+    out.unlink(missing_ok=True)
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", module, "--out", str(out)]
+    if mode == "quick":
+        cmd.append("--quick")
+    log(f"{name}: {' '.join(cmd[1:])} (load {load_average()})")
+    start = time.perf_counter()
+    with open(logs / f"{name}.log", "w") as f:
+        try:
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=bench_env(), stdout=f, stderr=subprocess.STDOUT,
+                timeout=minutes * 60,
+            )  # fmt: skip
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    seconds = time.perf_counter() - start
+    if rc == 0 and out.exists():
+        log(f"{name}: done in {seconds:.0f} s")
+        return json.loads(out.read_text())
+    tail = (logs / f"{name}.log").read_text()[-3000:]
+    log(f"{name}: FAILED ({rc}) after {seconds:.0f} s; see {logs / (name + '.log')}")
+    title = name.replace("_", " ").capitalize()
+    return {
+        "name": name,
+        "title": title,
+        "mode": mode,
+        "figures": [],
+        "error": f"exit {rc}: {tail}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke pass of the suite")
+    p.add_argument(
+        "--only", help="comma-separated scripts to run: " + ", ".join(n for n, *_ in SCRIPTS)
+    )
+    p.add_argument("--skip", help="comma-separated scripts not to run")
+    args = p.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    folder = OUT / mode
+    results_path = folder / "results.json" if args.quick else BENCH_DIR / "results.json"
+    docs = folder / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md"
+    only = set(args.only.split(",")) if args.only else None
+    skip = set(args.skip.split(",")) if args.skip else set()
+    unknown = ((only or set()) | skip) - {n for n, *_ in SCRIPTS}
+    if unknown:
+        p.error(f"unknown script(s): {', '.join(sorted(unknown))}")
+    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+    benches = dict(previous.get("benches", {}))
+    start = time.perf_counter()
+    for name, module, minutes in SCRIPTS:
+        if (only is not None and name not in only) or name in skip:
+            continue
+        benches[name] = run_script(name, module, minutes * (0.5 if args.quick else 1), mode, folder)
+        _write(results_path, benches, docs)  # a crash later keeps what was measured
+    log(f"suite finished in {(time.perf_counter() - start) / 60:.1f} min: {results_path}, {docs}")
+    return 0 if all(not b.get("error") for b in benches.values()) else 1
+
+
+def _write(results_path: Path, benches: dict, docs: Path) -> None:
+    machine = next((b["machine"] for b in benches.values() if b.get("machine")), {})
+    results = {
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "benches": benches,
+    }
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(report.render(results, docs.parent.resolve()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Training configs: one dataclass per algorithm, every field with help text and a sane default.
+
+The Train tab builds its form from these fields (``dataclasses.fields(cfg)``: the type, the
+default, ``metadata["help"]`` for the tooltip, ``metadata["group"]`` for the section and, for a
+choice, ``metadata["choices"]``). ``config_for(algo, device)`` gives the defaults for a device:
+LoRA and fp32 on CPU, full fine-tuning and bf16 autocast on CUDA, and a learning rate that suits
+the algorithm *and* LoRA-vs-full (``default_lr``), because a desktop user will not tune it.
+
+Why these learning rates (issue #6 measured on SmolLM2-135M, CPU, batch 8, ~2 epochs over 134
+pairs): DPO with full fine-tuning gained +8 standard errors at lr 3e-5 and only +1.2 at 5e-6. LoRA
+on all linear layers with alpha/r = 2 needs about 10x the full fine-tuning rate to move as far in
+the same steps ("LoRA without regret", Thinking Machines 2025), so 3e-4. The reward model's scalar
+head starts random and must learn from scratch, so it gets a higher rate (TRL's RewardTrainer
+also defaults to 1e-4 for full fine-tuning). Online RL (rloo) and REINFORCE take a smaller step
+than DPO: their gradients are noisier (sampled rewards) and every step moves the sampler too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from core.errors import UserError
+
+ALGOS = ("reward", "dpo", "kto", "rloo", "reinforce")
+
+# (full fine-tuning, LoRA) learning rates; see the module docstring for why.
+DEFAULT_LR: dict[str, tuple[float, float]] = {
+    "dpo": (3e-5, 3e-4),
+    "kto": (3e-5, 3e-4),
+    "reward": (5e-5, 5e-4),
+    "rloo": (1e-5, 1e-4),
+    "reinforce": (1e-5, 1e-4),
+}
+# Passes over the data when --steps is not given. DPO on ~150 pairs: 2 epochs (TRL's measured
+# +8 SE run) fit in the 5-minute CPU budget of issue #6.
+DEFAULT_EPOCHS = {"dpo": 2.0, "kto": 2.0, "reward": 2.0, "rloo": 1.0, "reinforce": 2.0}
+
+
+def _f(default: Any, help: str, group: str = "training", **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, "group": group, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by every algorithm."""
+
+    algo: str = _f("dpo", "training algorithm", "run", choices=ALGOS)
+    model: str | None = _f(
+        None,
+        "policy (or reward model base) to start from: a model spec, `default`, or checkpoint:ID; "
+        "empty = the project's generation model",
+        "run",
+    )
+    # ---- data
+    annotators: list[str] | None = _f(None, "train only on these annotators (empty = all)", "data")
+    criterion: str | None = _f(
+        "overall",
+        "score criterion that makes pairs, labels and rewards (empty = mean of all)",
+        "data",
+    )
+    score_margin: float = _f(
+        0.25, "two scores of one prompt make a pair when this far apart", "data"
+    )
+    score_threshold: float = _f(0.5, "a score at or above this is desirable (kto)", "data")
+    # ---- optimisation
+    learning_rate: float = _f(3e-4, "AdamW peak learning rate (the default depends on LoRA/full)")
+    steps: int | None = _f(None, "optimizer steps; empty = from epochs")
+    epochs: float = _f(2.0, "passes over the training data (used when steps is empty)")
+    batch_size: int = _f(8, "examples per device per forward pass (a DPO pair counts once)")
+    grad_accum: int = _f(1, "micro-batches per optimizer step (effective batch = batch × this)")
+    lr_schedule: str = _f(
+        "linear",
+        "after warmup: linear decay to 0, cosine decay, or constant",
+        choices=("linear", "cosine", "constant"),
+    )
+    warmup_ratio: float = _f(0.1, "fraction of the steps that ramp the learning rate up from 0")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "clip the gradient norm to this (0 = no clipping)")
+    abort_grad_norm: float = _f(
+        1e4, "stop the run (failed) when the gradient norm exceeds this: training diverged"
+    )
+    max_length: int = _f(
+        512, "longest prompt + response in tokens (longer prompts lose their start)"
+    )
+    seed: int = _f(0, "seed for data order, LoRA init and sampling")
+    # ---- model and device
+    lora: bool = _f(
+        True, "train a LoRA adapter (small, fast on CPU) instead of every weight", "model"
+    )
+    lora_r: int = _f(16, "LoRA rank", "model")
+    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r)", "model")
+    lora_target: str = _f(
+        "all-linear", "modules that get adapters: all-linear or comma-separated names", "model"
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in backward: less memory, ~30% slower", "model"
+    )
+    bf16: bool = _f(False, "bf16 autocast (CUDA); fp32 master weights", "model")
+    device: str = _f("auto", "cpu, cuda, cuda:1, mps or auto", "model")
+    trust_remote_code: bool = _f(False, "allow a model's own code to run", "model")
+    # ---- checkpoints
+    save_every: int = _f(
+        50, "save a checkpoint every N steps (and always at the end; 0 = end only)", "checkpoints"
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.algo not in ALGOS:
+            raise UserError(f"--algo {self.algo!r} is not one of {', '.join(ALGOS)}")
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "max_length": self.max_length,
+            "lora_r": self.lora_r,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"{name} must be at least 1, not {value}")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"steps must be at least 1, not {self.steps}")
+        if self.steps is None and not self.epochs > 0:
+            raise UserError(f"epochs must be more than 0, not {self.epochs}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning rate must be a positive number, not {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if self.lr_schedule not in ("linear", "cosine", "constant"):
+            raise UserError(f"lr_schedule {self.lr_schedule!r} is not linear, cosine or constant")
+        if self.max_length < 16:
+            raise UserError(f"max_length {self.max_length} is too short; use at least 16 tokens")
+
+
+@dataclass
+class RewardConfig(TrainConfig):
+    """Reward model: the base model with a scalar head, Bradley-Terry loss on preference pairs."""
+
+    algo: str = _f("reward", "training algorithm", "run", choices=ALGOS)
+    use_margin: bool = _f(
+        True, "subtract each pair's score margin inside the loss (pairs from scores)", "reward"
+    )
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    """Direct preference optimization on (chosen, rejected) pairs."""
+
+    algo: str = _f("dpo", "training algorithm", "run", choices=ALGOS)
+    beta: float = _f(
+        0.1, "strength of the pull toward the reference model (higher = stay closer)", "dpo"
+    )
+    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo", "dpo", choices=("sigmoid", "ipo"))
+    label_smoothing: float = _f(
+        0.0, "cDPO: assumed fraction of preference labels that are wrong (0 to 0.5)", "dpo"
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.beta > 0:
+            raise UserError(f"beta must be more than 0, not {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise UserError(f"label_smoothing must be in [0, 0.5), not {self.label_smoothing}")
+        if self.loss_type not in ("sigmoid", "ipo"):
+            raise UserError(f"loss_type {self.loss_type!r} is not sigmoid or ipo")
+
+
+@dataclass
+class KTOConfig(TrainConfig):
+    """Kahneman-Tversky optimization on desirable / undesirable examples (thumbs, scores)."""
+
+    algo: str = _f("kto", "training algorithm", "run", choices=ALGOS)
+    beta: float = _f(0.1, "strength of the pull toward the reference model", "kto")
+    desirable_weight: float = _f(1.0, "loss weight of desirable examples", "kto")
+    undesirable_weight: float = _f(
+        1.0, "loss weight of undesirable examples (raise it when they are rarer)", "kto"
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.beta > 0:
+            raise UserError(f"beta must be more than 0, not {self.beta}")
+
+
+@dataclass
+class RLOOConfig(TrainConfig):
+    """Online RL: sample K responses per prompt, score them, leave-one-out baseline, KL penalty."""
+
+    algo: str = _f("rloo", "training algorithm", "run", choices=ALGOS)
+    reward_model: str | None = _f(
+        None,
+        "reward checkpoint that scores samples (checkpoint:ID); empty = the newest one",
+        "rloo",
+    )
+    rater: str | None = _f(
+        None, "scripted rater MODULE:FUNC that scores samples instead of a reward model", "rloo"
+    )
+    num_samples: int = _f(4, "responses sampled per prompt (K >= 2)", "rloo")
+    max_new_tokens: int = _f(64, "longest sampled response in tokens", "rloo")
+    temperature: float = _f(
+        0.8, "sampling temperature (log-probs use the same temperature)", "rloo"
+    )
+    kl_coef: float = _f(
+        0.05, "KL penalty to the reference model subtracted from the reward", "rloo"
+    )
+    clip_eps: float = _f(0.2, "clip range of the importance ratio", "rloo")
+    ppo_epochs: int = _f(
+        2, "optimizer steps on each batch of samples before sampling again", "rloo"
+    )
+    heldout_fraction: float = _f(
+        0.0, "fraction of prompts never trained on (kept for evaluation)", "rloo"
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_samples < 2:
+            raise UserError(f"rloo needs at least 2 samples per prompt, not {self.num_samples}")
+        if self.max_new_tokens < 1 or not self.temperature > 0:
+            raise UserError("rloo needs max_new_tokens >= 1 and a temperature above 0")
+        if not 0 <= self.heldout_fraction < 1:
+            raise UserError(f"heldout_fraction must be in [0, 1), not {self.heldout_fraction}")
+        if self.reward_model and self.rater:
+            raise UserError("give either --reward-model or --rater, not both")
+
+
+@dataclass
+class ReinforceConfig(TrainConfig):
+    """REINFORCE on human scores of already-rated samples, mean baseline, KL penalty."""
+
+    algo: str = _f("reinforce", "training algorithm", "run", choices=ALGOS)
+    kl_coef: float = _f(0.05, "KL penalty to the reference model (added to the loss)", "reinforce")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kl_coef < 0:
+            raise UserError(f"kl_coef must be 0 or more, not {self.kl_coef}")
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "kto": KTOConfig,
+    "rloo": RLOOConfig,
+    "reinforce": ReinforceConfig,
+}
+
+
+def default_lr(algo: str, lora: bool) -> float:
+    """The learning rate a config gets by default (the GUI calls this when LoRA is toggled)."""
+    full, low_rank = DEFAULT_LR[algo]
+    return low_rank if lora else full
+
+
+def _device_type(device: str | torch.device | None) -> str:
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    return torch.device(device).type
+
+
+def config_for(
+    algo: str, device: str | torch.device | None = None, *, lora: bool | None = None
+) -> TrainConfig:
+    """The config of ``algo`` with defaults for ``device`` (None/"auto": the best available).
+
+    LoRA by default where there is no CUDA (a 135M model trains at desktop speed and peak memory
+    stays small); full fine-tuning and bf16 autocast on CUDA. The learning rate follows LoRA/full.
+    """
+    if algo not in CONFIG_CLASSES:
+        raise UserError(f"--algo {algo!r} is not one of {', '.join(ALGOS)}")
+    kind = _device_type(device)
+    use_lora = (kind != "cuda") if lora is None else lora
+    bf16 = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return CONFIG_CLASSES[algo](
+        learning_rate=default_lr(algo, use_lora),
+        epochs=DEFAULT_EPOCHS[algo],
+        lora=use_lora,
+        bf16=bf16,
+        device="auto" if device is None else str(device),
+    )
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config from its JSON (a run's ``config`` column); unknown keys are ignored."""
+    algo = data.get("algo")
+    if algo not in CONFIG_CLASSES:
+        raise UserError(f"run config has algo {algo!r}, not one of {', '.join(ALGOS)}")
+    cls = CONFIG_CLASSES[algo]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def field_help(cls_or_cfg: Any) -> dict[str, str]:
+    """{field name: help text}, for tooltips and ``--help``."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls_or_cfg)}

@@ -1,0 +1,103 @@
+"""What every objective shares with the loop: the run's context and the metric tally."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.trainers.batching import Batch, Seq, collate
+
+
+class Tally:
+    """Running (sum, count) per metric over the micro-batches of a step (and, reduced, ranks)."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.sums = dict.fromkeys(self.names, 0.0)
+        self.counts = dict.fromkeys(self.names, 0.0)
+
+    def add(self, name: str, values: torch.Tensor | float) -> None:
+        if torch.is_tensor(values):
+            values = values.detach().float().flatten()
+            self.sums[name] += float(values.sum())
+            self.counts[name] += values.numel()
+        else:
+            self.sums[name] += float(values)
+            self.counts[name] += 1
+
+    def means(self, accelerator: Any = None) -> dict[str, float]:
+        """Means per metric; across ranks too when ``accelerator`` runs several processes."""
+        sums = torch.tensor([self.sums[n] for n in self.names], dtype=torch.float64)
+        counts = torch.tensor([self.counts[n] for n in self.names], dtype=torch.float64)
+        if accelerator is not None and accelerator.num_processes > 1:
+            both = accelerator.reduce(torch.stack([sums, counts]).to(accelerator.device), "sum")
+            sums, counts = both[0].cpu(), both[1].cpu()
+        return {n: float(s / c) for n, s, c in zip(self.names, sums, counts, strict=True) if c > 0}
+
+
+@dataclass
+class Context:
+    """What objectives share with the loop: the store, config, model and the process layout."""
+
+    store: Any
+    config: Any
+    accelerator: Any
+    tokenizer: Any
+    model: Any  # the unwrapped trainable model (a peft model under LoRA)
+    rating_ids: list[int] | None  # the ratings snapshot this run may train on
+    module: Any = None  # the forward module the loop trains (DDP-wrapped under accelerate)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
+    def collate(self, seqs: Sequence[Seq]) -> Batch:
+        return collate(seqs, self.pad_id, self.device)
+
+    @contextmanager
+    def reference(self) -> Iterator[None]:
+        """The reference model: the adapter switched off under LoRA; otherwise the model as it is
+        now, which is the reference only before the first optimizer step."""
+        ctx = self.model.disable_adapter() if hasattr(self.model, "peft_config") else nullcontext()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with ctx, self.accelerator.autocast():  # the same precision as the training forward
+                yield
+        finally:
+            self.model.train(was_training)
+
+    def reference_pass(
+        self, lengths: Sequence[int], fn: Callable[[list[int]], list[torch.Tensor]], size: int
+    ) -> list[torch.Tensor]:
+        """``fn`` over all example indices under the reference model, without gradients.
+
+        Examples go in length order (little padding) and are split across ranks; results are
+        gathered so every rank holds all of them.
+        """
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        acc = self.accelerator
+        mine = order[acc.process_index :: acc.num_processes]
+        out: dict[int, torch.Tensor] = {}
+        with torch.inference_mode(), self.reference():
+            for start in range(0, len(mine), size):
+                chunk = mine[start : start + size]
+                out.update(zip(chunk, [t.detach().cpu() for t in fn(chunk)], strict=True))
+        # inference tensors cannot enter autograd: clone them outside inference mode
+        results = {i: t.clone() for i, t in out.items()}
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            pairs = gather_object([(i, t.tolist()) for i, t in results.items()])
+            results = {i: torch.tensor(v) for i, v in pairs}
+        return [results[i] for i in range(len(lengths))]

@@ -1,0 +1,118 @@
+"""The reward model: the base causal LM's body with a scalar head, saved in the standard HF form.
+
+Choice: ``AutoModelForSequenceClassification`` with ``num_labels=1`` built *around the loaded
+causal LM's body* (no second copy; any model spec works, GGUF and checkpoints included). Saved
+full, it is a folder any ``AutoModelForSequenceClassification.from_pretrained`` (and TRL's PPO/RLOO
+trainers) can load; saved as LoRA, it is a peft SEQ_CLS adapter whose ``modules_to_save`` carries
+the head. The reward of (prompt, response) is the head applied to the last token of the chat-
+formatted prompt followed by the response, with no end-of-turn token appended; that is the same
+token HF's own pooling picks (the last non-pad token), so scores agree outside this app too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.trainers.batching import Tokens, backbone_and_head, collate, fit
+
+HEAD_NAMES = ("score", "classifier")
+
+
+def to_reward_model(lm: nn.Module, pad_token_id: int | None) -> nn.Module:
+    """A ``...ForSequenceClassification`` (one label) sharing ``lm``'s body; the head is new."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(lm.config)
+    config.num_labels = 1
+    config.pad_token_id = pad_token_id if pad_token_id is not None else config.eos_token_id
+    with torch.device("meta"):  # allocate nothing: the body is taken from ``lm`` below
+        model = AutoModelForSequenceClassification.from_config(config)
+    body = getattr(lm, lm.base_model_prefix)
+    setattr(model, model.base_model_prefix, body)
+    head = reward_head(model)
+    param = next(body.parameters())
+    head.to_empty(device=param.device)
+    head.to(param.dtype)
+    with torch.no_grad():  # TRL's init: small weights so early rewards are near 0
+        for p in head.parameters():
+            p.normal_(0.0, 1.0 / (config.hidden_size + 1) ** 0.5) if p.dim() > 1 else p.zero_()
+    model.config.architectures = [type(model).__name__]
+    return model
+
+
+def reward_head(model: nn.Module) -> nn.Module:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in HEAD_NAMES:
+        if hasattr(base, name):
+            return getattr(base, name)
+    raise ValueError(f"{type(base).__name__} has no scalar head ({', '.join(HEAD_NAMES)})")
+
+
+class RewardScores(nn.Module):
+    """``(input_ids, attention_mask) -> (B,)`` rewards at each row's last real token."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        body, _, _ = backbone_and_head(self.model)
+        hidden = body(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state  # (B, T, H)
+        if attention_mask is None:
+            last = torch.full((input_ids.size(0),), input_ids.size(1) - 1, device=input_ids.device)
+        else:
+            last = attention_mask.sum(dim=1) - 1  # right padding
+        pooled = hidden[torch.arange(input_ids.size(0), device=input_ids.device), last]  # (B, H)
+        return reward_head(self.model)(pooled).squeeze(-1).float()  # (B,)
+
+
+@dataclass
+class LoadedRewardModel:
+    model: nn.Module
+    tokenizer: Any
+    device: torch.device
+    checkpoint_id: int | None = None
+    max_length: int = 1024
+
+
+def _messages(prompt: str | list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+@torch.inference_mode()
+def score_texts(
+    rm: LoadedRewardModel,
+    prompts: Sequence[str | list[dict[str, str]]],
+    responses: Sequence[str],
+    batch_size: int = 16,
+) -> list[float]:
+    """Reward of each (prompt, response); a prompt is plain text or chat messages."""
+    from core.models import format_prompt
+
+    tokens = Tokens(None, rm.tokenizer, rm.max_length, eos=False)
+    seqs = [
+        fit(
+            tokens.encode(format_prompt(rm.tokenizer, _messages(p))) or [rm.tokenizer.eos_token_id],
+            tokens.completion(r),
+            rm.max_length,
+        )
+        for p, r in zip(prompts, responses, strict=True)
+    ]
+    scorer = RewardScores(rm.model).eval()
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out = [0.0] * len(seqs)
+    pad = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate([seqs[i] for i in chunk], pad, rm.device)
+        for i, r in zip(chunk, scorer(batch.input_ids, batch.attention_mask).tolist(), strict=True):
+            out[i] = float(r)
+    return out

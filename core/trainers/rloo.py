@@ -1,0 +1,205 @@
+"""RLOO: online RL from a reward model or a scripted rater, with a KL penalty to the reference.
+
+One *rollout*: take the next prompts, sample K responses each from the current policy, score them
+(reward checkpoint or ``MODULE:FUNC`` rater), shape the reward with the KL to the reference
+(``r − kl_coef · Σ_t (log π_old − log π_ref)``), and take the leave-one-out baseline per prompt.
+Then ``ppo_epochs`` optimizer steps on that rollout with a clipped importance ratio against the
+log-probs the samples were drawn with. A loop *step* is one optimizer step, so a rollout happens
+every ``ppo_epochs`` steps. Log-probs use the sampling temperature, and sampling uses no top-k /
+top-p, so the ratio compares the same distributions that produced the samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from typing import Any
+
+import torch
+
+from core.errors import UserError
+from core.losses import policy_gradient_loss, rloo_advantages
+from core.store import ProjectStore
+from core.trainers.batching import (
+    Batch,
+    CompletionLogps,
+    Tokens,
+    batch_schedule,
+    fit,
+    policy_logps,
+)
+from core.trainers.context import Context, Tally
+from core.trainers.objectives import Objective
+
+
+def split_prompts(store: ProjectStore, heldout_fraction: float) -> tuple[list[int], list[int]]:
+    """(train, held-out) prompt ids. A prompt's side depends only on its uuid, so it is stable
+    across runs, machines and merged project files."""
+    train, heldout = [], []
+    for pid, uuid in store.conn.execute("SELECT id, uuid FROM prompts ORDER BY id"):
+        u = int(hashlib.sha256(uuid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (heldout if u < heldout_fraction else train).append(pid)
+    return train, heldout
+
+
+class RLOOObjective(Objective):
+    metric_names = ("reward", "reward_std", "kl", "entropy", "loss", "clip_ratio")
+
+    def __init__(self, ctx: Context):
+        cfg = ctx.config
+        self.prompt_ids, _ = split_prompts(ctx.store, cfg.heldout_fraction)
+        if not self.prompt_ids:
+            raise UserError(
+                "rloo samples responses to the project's prompts, and there are none to train on; "
+                "import prompts first (or lower heldout_fraction)."
+            )
+        self.examples = self.prompt_ids
+        self.k = cfg.num_samples
+        self.per_rank = max(1, cfg.batch_size * cfg.grad_accum // self.k)  # prompts per rollout
+        self.tokens = Tokens(ctx.store, ctx.tokenizer, cfg.max_length, eos=True)
+        self.score = self._scorer(ctx)
+        self.rollout_index = -1
+        self.buffer: list[tuple[Batch, torch.Tensor, torch.Tensor]] = []
+        self.rollout_stats: dict[str, float] = {}
+        self.schedule: list[list[int]] = []
+        self.ref_module: Any = None
+        self.steps_per_rollout = cfg.ppo_epochs
+
+    def describe(self) -> str:
+        return f"{len(self.prompt_ids)} prompts × {self.k} samples, scored by {self.source}"
+
+    def rating_ids(self) -> list[int]:
+        return []  # rloo learns from a reward model or rater, not from ratings directly
+
+    def lengths(self) -> list[int]:
+        return [0] * len(self.prompt_ids)
+
+    def _scorer(self, ctx: Context) -> Any:
+        cfg = ctx.config
+        if cfg.rater:
+            from core.raters import load_rater
+
+            rater = load_rater(cfg.rater)
+            self.source = f"rater {cfg.rater}"
+            return lambda pids, texts: [
+                rater(ctx.store.prompt(p)["text"], t) for p, t in zip(pids, texts, strict=True)
+            ]
+        from core.checkpoints import load_reward_model
+        from core.trainers.reward_model import score_texts
+
+        rm = load_reward_model(ctx.store, cfg.reward_model, device=str(ctx.device),
+                               dtype="bf16" if cfg.bf16 else "fp32")  # fmt: skip
+        cfg.reward_model = f"checkpoint:{rm.checkpoint_id}"  # recorded in the run's config
+        self.source = f"reward model {cfg.reward_model}"
+        return lambda pids, texts: score_texts(
+            rm, [ctx.store.prompt_messages(p) for p in pids], texts, cfg.batch_size
+        )
+
+    def steps_for(self, cfg: Any, world: int) -> int:
+        rollouts = math.ceil(cfg.epochs * len(self.prompt_ids) / (self.per_rank * world))
+        return max(1, rollouts) * self.steps_per_rollout
+
+    def prepare(self, ctx: Context) -> None:
+        if hasattr(ctx.model, "peft_config"):
+            self.ref_module = None  # the adapter switched off is the reference
+        else:  # full fine-tuning needs a frozen copy of the starting weights
+            frozen = copy.deepcopy(ctx.model).eval()
+            frozen.requires_grad_(False)
+            self.ref_module = CompletionLogps(frozen)
+
+    def plan(self, total_steps: int, ctx: Context) -> None:
+        acc = ctx.accelerator
+        n_rollouts = math.ceil(total_steps / self.steps_per_rollout)
+        self.schedule = batch_schedule(
+            [0] * len(self.prompt_ids), global_batch=self.per_rank * acc.num_processes,
+            n_batches=n_rollouts, seed=ctx.config.seed,
+        )  # fmt: skip
+
+    def micro_batches(self, ctx: Context, step: int) -> list[int]:
+        rollout = step // self.steps_per_rollout
+        if rollout != self.rollout_index:
+            self._rollout(ctx, rollout)
+        return list(range(len(self.buffer)))
+
+    @torch.no_grad()
+    def _rollout(self, ctx: Context, index: int) -> None:
+        cfg, acc = ctx.config, ctx.accelerator
+        chosen = self.schedule[index % len(self.schedule)]
+        pids = [self.prompt_ids[i] for i in chosen[acc.process_index :: acc.num_processes]]
+        prompts = [self.tokens.prompt(p)[-(cfg.max_length - 1) :] for p in pids]
+        torch.manual_seed(cfg.seed * 1_000_003 + index * acc.num_processes + acc.process_index)
+        completions = self._sample(ctx, prompts)  # P*K lists of token ids
+        eos = ctx.tokenizer.eos_token_id
+        texts = [
+            ctx.tokenizer.decode([t for t in c if t != eos], skip_special_tokens=True).strip()
+            for c in completions
+        ]
+        flat_pids = [p for p in pids for _ in range(self.k)]
+        scores = torch.tensor(self.score(flat_pids, texts), dtype=torch.float32)
+        seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
+                for i, c in enumerate(completions)]  # fmt: skip
+        self.buffer, kls = [], []
+        for start in range(0, len(seqs), cfg.batch_size):
+            batch = ctx.collate(seqs[start : start + cfg.batch_size])
+            with acc.autocast():
+                old, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
+            if self.ref_module is None:
+                with ctx.reference():
+                    ref, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
+            else:
+                with acc.autocast():
+                    ref, _ = policy_logps(self.ref_module, batch, cfg.temperature)
+            kls.append(batch.sums(old - ref).cpu())
+            self.buffer.append((batch, batch.rows(old), torch.empty(0)))
+        kl = torch.cat(kls)  # (P*K,)
+        shaped = scores - cfg.kl_coef * kl
+        adv = rloo_advantages(shaped.view(-1, self.k)).flatten()
+        for n, start in enumerate(range(0, len(seqs), cfg.batch_size)):
+            batch, old, _ = self.buffer[n]
+            self.buffer[n] = (batch, old, adv[start : start + cfg.batch_size].to(ctx.device))
+        self.rollout_index = index
+        self.rollout_stats = {"reward": float(scores.mean()), "reward_std": float(scores.std()),
+                              "kl": float(kl.mean())}  # fmt: skip
+
+    def _sample(self, ctx: Context, prompts: list[list[int]]) -> list[list[int]]:
+        cfg, model = ctx.config, ctx.model
+        eos, pad = ctx.tokenizer.eos_token_id, ctx.pad_id
+        rows = [p for p in prompts for _ in range(self.k)]
+        out: list[list[int]] = []
+        was_training = model.training
+        model.eval()  # also turns gradient checkpointing off, so generation can use its cache
+        try:
+            for start in range(0, len(rows), max(cfg.batch_size, self.k)):
+                chunk = rows[start : start + max(cfg.batch_size, self.k)]
+                width = max(len(r) for r in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, r in enumerate(chunk):  # left padding for generation
+                    ids[i, width - len(r) :] = torch.tensor(r)
+                    mask[i, width - len(r) :] = 1
+                gen = model.generate(
+                    input_ids=ids.to(ctx.device), attention_mask=mask.to(ctx.device),
+                    do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                    max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
+                )  # fmt: skip
+                for row in gen[:, width:].tolist():
+                    cut = row.index(eos) + 1 if eos in row else len(row)
+                    out.append(row[:cut])
+        finally:
+            model.train(was_training)
+        return out
+
+    def loss(self, ctx: Context, mb: int, tally: Tally) -> tuple[torch.Tensor, int]:
+        cfg = ctx.config
+        batch, old, adv = self.buffer[mb]
+        flat, entropy = policy_logps(ctx.module, batch, cfg.temperature, with_entropy=True)
+        new = batch.rows(flat)
+        loss, clip_ratio = policy_gradient_loss(new, old, adv, batch.layout_mask, cfg.clip_eps)
+        tally.add("loss", loss)
+        tally.add("clip_ratio", clip_ratio)
+        tally.add("entropy", entropy)
+        if mb == 0:
+            for name, value in self.rollout_stats.items():
+                tally.add(name, value)
+        return loss, batch.n_tokens

@@ -1,0 +1,310 @@
+"""The training loop: the project's ratings in, a better model out, one optimizer step per yield.
+
+``train(store, config)`` is a generator. It loads the model, snapshots the ratings that exist now
+(annotators keep rating meanwhile), builds the examples, computes reference log-probs once, then
+runs a plain loop and yields a ``StepMetrics`` after every optimizer step. Between steps it
+honours ``pause`` (a ``threading.Event``: waits while set) and ``cancel`` (saves a checkpoint and
+stops). Every step's metrics go into the ``metrics`` table; checkpoints are written every
+``save_every`` steps and at the end (core/checkpoints.py). The same code runs the CLI's ``train``
+command, the Train tab, and ``accelerate launch`` (DDP: every rank trains on its shard of each
+batch; only the main process writes to the project file and the checkpoint folders).
+
+Algorithms live in core/trainers/ (objectives.py, rloo.py); their configs in
+core/trainers/config.py. Metric names follow TRL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.checkpoints import latest_checkpoint
+from core.errors import UserError
+from core.store import ProjectStore
+from core.trainers.config import (  # noqa: F401 - the public config API lives here too
+    ALGOS,
+    CONFIG_CLASSES,
+    DPOConfig,
+    KTOConfig,
+    ReinforceConfig,
+    RewardConfig,
+    RLOOConfig,
+    TrainConfig,
+    config_for,
+    config_from_dict,
+    default_lr,
+    field_help,
+)
+from core.trainers.context import Tally
+from core.trainers.objectives import (
+    DPOObjective,
+    KTOObjective,
+    Objective,
+    ReinforceObjective,
+    RewardObjective,
+)
+from core.trainers.rloo import RLOOObjective, split_prompts  # noqa: F401
+from core.trainers.setup import Session, TrainingError, setup_session
+
+Progress = Callable[[str, float | None], None]
+OBJECTIVES: dict[str, type[Objective]] = {
+    "reward": RewardObjective,
+    "dpo": DPOObjective,
+    "kto": KTOObjective,
+    "rloo": RLOOObjective,
+    "reinforce": ReinforceObjective,
+}
+PAUSE_POLL_S = 0.2  # how often a paused run looks at its pause and cancel flags
+
+
+@dataclass
+class StepMetrics:
+    """One optimizer step: ``step`` counts from 1; ``checkpoint_id`` is set when one was saved."""
+
+    run_id: int
+    step: int
+    total_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint_id: int | None = None
+
+
+def train(
+    store: ProjectStore,
+    config: TrainConfig | None = None,
+    *,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
+    resume_run_id: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[StepMetrics]:
+    """Train ``config.algo`` on the project's ratings; yields after every optimizer step.
+
+    ``resume_run_id`` continues that run from its last checkpoint with its own config, ratings,
+    optimizer and scheduler state (``config``, if given, may only extend ``steps``). Problems a
+    person can fix raise ``UserError`` before any run row is written; a run that diverges (NaN,
+    exploding gradients) or runs out of memory is marked failed and raises ``TrainingError``.
+    """
+    session = setup_session(store, config, resume_run_id, progress, OBJECTIVES)
+    try:
+        yield from _loop(session, cancel, pause)
+    except TrainingError as e:
+        session.set_status("failed", str(e))
+        raise
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        raise session.fail(_oom_message(session, e)) from e
+    except RuntimeError as e:
+        if _is_oom(e):
+            raise session.fail(_oom_message(session, e)) from e
+        session.set_status("failed", f"{type(e).__name__}: {e}")
+        raise
+    except (GeneratorExit, KeyboardInterrupt):
+        # the consumer dropped the generator (or Ctrl-C): possibly during garbage collection,
+        # after the store was closed, so this last status write is best effort
+        session.set_status("stopped", f"interrupted at step {session.step}", quiet=True)
+        raise
+    except BaseException as e:
+        session.set_status("failed", f"{type(e).__name__}: {e}")
+        raise
+
+
+def _loop(
+    s: Session, cancel: threading.Event | None, pause: threading.Event | None
+) -> Iterator[StepMetrics]:
+    cfg, acc, ctx, objective = s.config, s.accelerator, s.ctx, s.objective
+    params = [p for p in ctx.model.parameters() if p.requires_grad]
+    s.prepare_training()  # reference pass, resume state, optimizer; may take a while
+    s.set_status("running")
+    for step in range(s.step, s.total_steps):
+        _wait_while_paused(s, pause, cancel)
+        if cancel is not None and cancel.is_set():
+            s.save(step)  # so that a stopped run can resume where it stopped
+            s.set_status("stopped", f"stopped at step {step} of {s.total_steps}")
+            return
+        t0 = time.perf_counter()
+        tally = Tally([*objective.metric_names, "_tokens"])
+        micro = objective.micro_batches(ctx, step)
+        tokens = 0
+        for i, mb in enumerate(micro):
+            # DDP all-reduces gradients on the last micro-batch only
+            sync = nullcontext() if i == len(micro) - 1 else acc.no_sync(ctx.module)
+            with sync:
+                loss, n = objective.loss(ctx, mb, tally)
+                acc.backward(loss / len(micro))
+            tokens += n
+        tally.add("_tokens", tokens)
+        grad_norm = float(acc.clip_grad_norm_(params, cfg.max_grad_norm or float("inf")))
+        metrics = tally.means(acc)
+        _guard(s, step + 1, metrics.get("loss", 0.0), grad_norm)
+        lr = s.scheduler.get_last_lr()[0]
+        s.optimizer.step()
+        s.scheduler.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        s.step = step + 1
+        step_time = time.perf_counter() - t0
+        metrics.update({
+            "grad_norm": grad_norm, "learning_rate": lr, "step_time": step_time,
+            "tokens_per_second": metrics.pop("_tokens") * acc.num_processes / step_time,
+        })  # fmt: skip
+        s.log_metrics(s.step, metrics)
+        last = s.step == s.total_steps
+        ckpt = s.save(s.step) if last or (cfg.save_every and s.step % cfg.save_every == 0) else None
+        yield StepMetrics(s.run_id, s.step, s.total_steps, metrics, ckpt)
+    s.set_status("finished", f"{s.total_steps} steps")
+
+
+def _wait_while_paused(
+    s: Session, pause: threading.Event | None, cancel: threading.Event | None
+) -> None:
+    if pause is None or not pause.is_set():
+        return
+    s.set_status("paused", f"paused at step {s.step}")
+    while pause.is_set() and not (cancel is not None and cancel.is_set()):
+        time.sleep(PAUSE_POLL_S)  # a sleeping thread, not a spinning one
+    s.set_status("running")
+
+
+def _guard(s: Session, step: int, loss: float, grad_norm: float) -> None:
+    """Stop before a bad update reaches the weights: NaN/inf loss or an exploding gradient."""
+    problem = None
+    if not math.isfinite(loss):
+        problem = f"the loss is {loss}"
+    elif not math.isfinite(grad_norm):
+        problem = f"the gradient norm is {grad_norm}"
+    elif grad_norm > s.config.abort_grad_norm:
+        problem = f"the gradient norm {grad_norm:.3g} exceeds abort_grad_norm {s.config.abort_grad_norm:g}"
+    if problem is None:
+        return
+    last = latest_checkpoint(s.store, run_id=s.run_id) if s.is_main else None
+    kept = f"checkpoint:{last['id']} (step {last['step']})" if last else "no checkpoint yet"
+    raise TrainingError(
+        f"run {s.run_id} diverged at step {step}: {problem}. Nothing from this step was applied; "
+        f"the last good checkpoint is {kept}. Lower the learning rate (it is "
+        f"{s.config.learning_rate:g}) or the gradient clipping, then start a new run."
+    )
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate" in text
+
+
+def _oom_message(s: Session, e: BaseException) -> str:
+    cfg = s.config
+    hints = [] if cfg.lora else ["LoRA (--lora) instead of full fine-tuning"]
+    hints += [f"a smaller batch (--batch-size {max(1, cfg.batch_size // 2)} --grad-accum "
+              f"{cfg.grad_accum * 2} keeps the effective batch)",
+              f"a shorter --max-length (now {cfg.max_length})"]  # fmt: skip
+    if not cfg.gradient_checkpointing:
+        hints.append("--gradient-checkpointing")
+    return (f"run {s.run_id} ran out of memory at step {s.step + 1} ({type(e).__name__}). "
+            f"Try {', '.join(hints)}.")  # fmt: skip
+
+
+# ---- the headless command --------------------------------------------------------------------
+_CLI_FIELDS = {  # argparse dest -> config field
+    "model": "model", "steps": "steps", "epochs": "epochs", "batch_size": "batch_size",
+    "grad_accum": "grad_accum", "lr": "learning_rate", "beta": "beta", "loss_type": "loss_type",
+    "label_smoothing": "label_smoothing", "kl_coef": "kl_coef", "max_length": "max_length",
+    "reward_model": "reward_model", "rater": "rater", "save_every": "save_every", "seed": "seed",
+    "gradient_checkpointing": "gradient_checkpointing", "annotators": "annotators",
+}  # fmt: skip
+
+
+def config_from_args(args: Any) -> TrainConfig:
+    """The config the CLI asks for: defaults for the device, then every option given."""
+    cfg = config_for(args.algo, getattr(args, "device", None), lora=args.lora)
+    for dest, name in _CLI_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if not hasattr(cfg, name):
+            flag = "--" + dest.replace("_", "-")
+            raise UserError(f"{flag} does not apply to --algo {args.algo}.")
+        setattr(cfg, name, value)
+    dtype = getattr(args, "dtype", None)
+    if dtype and dtype != "auto":
+        if dtype in ("fp16", "float16"):
+            raise UserError("training in fp16 is not supported; use --dtype bf16 (CUDA) or fp32.")
+        cfg.bf16 = dtype in ("bf16", "bfloat16")
+    if getattr(args, "trust_remote_code", False):
+        cfg.trust_remote_code = True
+    cfg.validate()
+    return cfg
+
+
+def train_command(args: Any) -> int:
+    """``main.py train``: run ``train`` with a tqdm bar; under ``accelerate launch`` on every rank."""
+    from tqdm import tqdm
+
+    from core.models import default_project_path
+
+    rank = int(os.environ.get("RANK", "0"))
+    path = args.db or default_project_path()
+    say = (lambda msg, _f=None: tqdm.write(msg, file=sys.stderr)) if rank == 0 else (lambda *a: None)
+    if args.resume is not None:
+        config = None
+        if args.steps is not None:
+            config = config_for(args.algo, getattr(args, "device", None))
+            config.steps = args.steps
+    else:
+        config = config_from_args(args)
+    store = ProjectStore(path, readonly=rank != 0, create=rank == 0)
+    if args.resume is not None:
+        row = store.conn.execute("SELECT algo FROM runs WHERE id = ?", (args.resume,)).fetchone()
+        if row is not None and row[0] != args.algo:
+            store.close()
+            raise UserError(f"run {args.resume} is a {row[0]} run; resume it with --algo {row[0]}.")
+    bar, last, run_id = None, None, None
+    try:
+        for m in train(store, config, resume_run_id=args.resume, progress=say):
+            run_id = m.run_id
+            if rank == 0:
+                if bar is None:
+                    bar = tqdm(total=m.total_steps, initial=m.step - 1, unit="step",
+                               desc=f"train run {m.run_id}", file=sys.stderr)  # fmt: skip
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in _headline(m.metrics).items()})
+            last = m
+    except TrainingError as e:
+        if bar:
+            bar.close()
+        say(f"error: {e}")
+        return 1
+    finally:
+        if bar:
+            bar.close()
+        if rank == 0 and run_id is not None:
+            _summary(store, run_id, last)
+        store.close()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def _headline(metrics: dict[str, float]) -> dict[str, float]:
+    keys = ("loss", "rewards/accuracies", "accuracy", "reward", "kl")
+    return {k.split("/")[-1]: metrics[k] for k in keys if k in metrics}
+
+
+def _summary(store: ProjectStore, run_id: int, last: StepMetrics | None) -> None:
+    run = store.conn.execute("SELECT status, message FROM runs WHERE id = ?", (run_id,)).fetchone()
+    ckpts = store.conn.execute(
+        "SELECT id, step, kind FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,)
+    ).fetchall()
+    listed = ", ".join(f"checkpoint:{i} (step {s}, {k})" for i, s, k in ckpts) or "none"
+    shown = json.dumps({k: round(v, 4) for k, v in (last.metrics if last else {}).items()})
+    print(
+        f"run {run_id} {run[0]}" + (f" ({run[1]})" if run[1] else "") + f"; checkpoints: {listed}"
+    )
+    if last:
+        print(f"last step {last.step}/{last.total_steps}: {shown}")

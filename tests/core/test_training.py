@@ -1,0 +1,379 @@
+"""The training loop on a tiny model: every algorithm learns, logs and checkpoints; pause, stop,
+resume, the NaN and OOM guards, the ratings snapshot, and the headless command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.training import (
+    ALGOS,
+    StepMetrics,
+    TrainingError,
+    config_for,
+    config_from_dict,
+    default_lr,
+    train,
+)
+
+GOOD = "Paris is the capital of France."
+BAD = "bad terrible sad bad terrible sad"
+VOWEL_RATER = "def score(prompt, response):\n    return sum(c in 'aeiou' for c in response) / max(1, len(response))\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """A tiny model gains nothing from threads, and on a busy machine OpenMP threads waiting for
+    each other make it many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def rated(project_with_prompts):
+    """Five prompts, each with a GOOD and a BAD sample judged pairwise, by thumbs and by scores."""
+    store = project_with_prompts
+    for pid in range(1, 6):
+        good, bad = store.add_samples(
+            [
+                {"prompt_id": pid, "text": GOOD, "model": "x"},
+                {"prompt_id": pid, "text": BAD, "model": "x"},
+            ]
+        )
+        store.add_rating(annotator="ann", kind="pairwise", sample_ids=[bad, good],
+                         value={"choice": "b", "winner": good})  # fmt: skip
+        store.add_rating(annotator="ann", kind="thumbs", sample_ids=[good], value={"up": True})
+        store.add_rating(annotator="ann", kind="thumbs", sample_ids=[bad], value={"up": False})
+        store.add_rating(annotator="bob", kind="score", sample_ids=[good],
+                         value={"scores": {"overall": 1.0}})  # fmt: skip
+        store.add_rating(annotator="bob", kind="score", sample_ids=[bad],
+                         value={"scores": {"overall": 0.0}})  # fmt: skip
+    return store
+
+
+def make_config(algo, model_dir, tmp_path=None, **changes):
+    cfg = config_for(algo, "cpu", lora=changes.pop("lora", True))
+    cfg.model = str(model_dir)
+    cfg.batch_size, cfg.steps, cfg.save_every = 4, 3, 0
+    cfg.learning_rate = 1e-2 if cfg.lora else 2e-3
+    if algo == "rloo":
+        rater = tmp_path / "vowels.py"
+        rater.write_text(VOWEL_RATER)
+        cfg.rater, cfg.max_new_tokens, cfg.num_samples = f"{rater}:score", 6, 2
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def run_all(store, cfg, **kw) -> list[StepMetrics]:
+    return list(train(store, cfg, **kw))
+
+
+def metric_rows(store, run_id):
+    return {(r["step"], r["name"]): r["value"]
+            for r in store.db.query("SELECT * FROM metrics WHERE run_id = ?", [run_id])}  # fmt: skip
+
+
+# ---- configs ------------------------------------------------------------------------------------
+def test_configs_have_help_and_device_defaults():
+    for algo in ALGOS:
+        cpu, gpu = config_for(algo, "cpu"), config_for(algo, "cuda")
+        assert cpu.algo == algo and cpu.lora and not cpu.bf16
+        assert not gpu.lora and cpu.learning_rate == default_lr(algo, True)
+        assert gpu.learning_rate == default_lr(algo, False) < cpu.learning_rate
+        for f in dataclasses.fields(cpu):
+            assert f.metadata.get("help"), f"{algo}.{f.name} has no help text"
+        assert config_from_dict(json.loads(json.dumps(cpu.to_dict()))) == cpu
+    assert config_for("dpo", "cpu", lora=False).learning_rate == 3e-5
+
+
+# ---- every algorithm ---------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ALGOS)
+def test_full_finetune_logs_metrics_and_changes_every_weight(rated, tiny_model_dir, tmp_path, algo):
+    cfg = make_config(algo, tiny_model_dir, tmp_path, lora=False, steps=2)
+    steps = run_all(rated, cfg)
+    assert [m.step for m in steps] == [1, 2] and steps[-1].checkpoint_id is not None
+    run_id = steps[0].run_id
+    names = {n for _, n in metric_rows(rated, run_id)}
+    expected = {
+        "reward": {"loss", "accuracy", "margin", "mean_reward"},
+        "dpo": {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+                "rewards/accuracies", "logps/chosen", "logps/rejected"},
+        "kto": {"loss", "rewards/chosen", "rewards/rejected", "kl"},
+        "rloo": {"reward", "reward_std", "kl", "entropy", "loss", "clip_ratio"},
+        "reinforce": {"reward", "kl", "loss"},
+    }[algo]  # fmt: skip
+    assert expected | {"grad_norm", "learning_rate", "tokens_per_second", "step_time"} <= names
+    rec = rated.checkpoint(steps[-1].checkpoint_id)
+    assert rec["kind"] == ("reward" if algo == "reward" else "policy") and not rec["adapter"]
+    after = load_file(Path(rec["path"]) / "model.safetensors")
+    before = load_file(tiny_model_dir / "model.safetensors")
+    compared = 0
+    for name, old in before.items():
+        key = name if name in after else name.replace("lm_head", "model.embed_tokens")
+        if algo == "reward" and not name.startswith("model."):
+            continue  # the reward model has a scalar head instead of the LM head
+        assert not torch.equal(after[key], old), f"{algo}: {name} did not change"
+        compared += 1
+    assert compared >= 10
+    run = rated.db["runs"].get(run_id)
+    assert run["status"] == "finished" and json.loads(run["config"])["algo"] == algo
+    if algo != "rloo":
+        assert json.loads(run["rating_ids"])
+
+
+@pytest.mark.parametrize("algo", ["dpo", "reward", "kto"])
+def test_trivial_preference_is_learned_with_lora(rated, tiny_model_dir, tmp_path, algo):
+    cfg = make_config(algo, tiny_model_dir, tmp_path, steps=8)
+    steps = run_all(rated, cfg)
+    first, last = steps[0].metrics, steps[-1].metrics
+    if algo == "dpo":
+        assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-5)  # policy == reference
+        assert last["rewards/accuracies"] == 1.0
+        assert last["rewards/margins"] > 0.5 and last["loss"] < first["loss"]
+    elif algo == "reward":
+        assert last["accuracy"] == 1.0 and last["margin"] > first["margin"] + 1.0
+    else:
+        assert last["loss"] < first["loss"]
+    rec = rated.checkpoint(steps[-1].checkpoint_id)
+    assert rec["adapter"] and (Path(rec["path"]) / "adapter_model.safetensors").is_file()
+    lora_b = [v for k, v in load_file(Path(rec["path"]) / "adapter_model.safetensors").items()
+              if "lora_B" in k]  # fmt: skip
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # every adapter moved off its init
+
+
+def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from core.checkpoints import load_reward_model
+    from core.models import format_prompt
+    from core.trainers.reward_model import score_texts
+
+    steps = run_all(rated, make_config("reward", tiny_model_dir, lora=False, steps=6,
+                                       learning_rate=3e-3))  # fmt: skip
+    rm = load_reward_model(rated, f"checkpoint:{steps[-1].checkpoint_id}", device="cpu")
+    prompts = ["What is the capital of France?", "Say hello."]
+    good, bad = score_texts(rm, prompts, [GOOD, GOOD]), score_texts(rm, prompts, [BAD, BAD])
+    assert min(good) > max(bad)
+    hf = AutoModelForSequenceClassification.from_pretrained(
+        rated.checkpoint(rm.checkpoint_id)["path"]
+    )
+    text = format_prompt(rm.tokenizer, [{"role": "user", "content": prompts[0]}])
+    ids = rm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids += rm.tokenizer(GOOD, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        assert hf(torch.tensor([ids])).logits.item() == pytest.approx(good[0], abs=1e-4)
+
+
+def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
+    rated, tiny_model_dir, tmp_path
+):
+    run_all(rated, make_config("reward", tiny_model_dir, steps=3))
+    cfg = make_config("rloo", tiny_model_dir, tmp_path, rater=None, steps=4)
+    steps = run_all(rated, cfg)  # reward_model empty: the newest reward checkpoint scores
+    run = rated.db["runs"].get(steps[0].run_id)
+    assert json.loads(run["config"])["reward_model"] == "checkpoint:1"
+    assert all(m.metrics["reward_std"] > 0 for m in steps[::2])  # a new rollout every 2 steps
+    assert any(m.metrics["clip_ratio"] >= 0 for m in steps) and steps[-1].metrics["kl"] != 0.0
+
+    # REINFORCE: the policy's log-prob of the well-scored answer rises against the badly scored one
+    from core.models import load_model
+    from core.trainers.batching import CompletionLogps, Tokens, collate, policy_logps
+
+    cfg = make_config("reinforce", tiny_model_dir, steps=8, kl_coef=0.0)
+    ckpt = run_all(rated, cfg)[-1].checkpoint_id
+
+    def margin(spec):
+        lm = load_model(spec, store=rated, device="cpu")
+        tok = Tokens(rated, lm.tokenizer, 128, eos=True)
+        batch = collate([tok.seq(1, 1), tok.seq(1, 2)], lm.tokenizer.pad_token_id, "cpu")
+        with torch.no_grad():
+            flat, _ = policy_logps(CompletionLogps(lm.model), batch)
+        good, bad = batch.sums(flat).tolist()
+        return good - bad
+
+    assert margin(f"checkpoint:{ckpt}") > margin(str(tiny_model_dir)) + 1.0
+
+
+# ---- pause, stop, resume -----------------------------------------------------------------------
+def test_pause_stop_and_resume_continue_the_same_run(rated, tiny_model_dir):
+    cfg = make_config("dpo", tiny_model_dir, steps=6, learning_rate=3e-3)
+    reference = [m.metrics["loss"] for m in run_all(rated, cfg)]
+
+    cancel, pause = threading.Event(), threading.Event()
+    gen = train(rated, dataclasses.replace(cfg), cancel=cancel, pause=pause)
+    first = next(gen)
+    run_id = first.run_id
+    next(gen)
+    pause.set()
+    from core.store import ProjectStore
+
+    other = ProjectStore(rated.path)  # the GUI thread would look through its own connection
+    threading.Timer(0.6, pause.clear).start()
+    t0 = time.perf_counter()
+    third = next(gen)  # blocks while paused
+    assert time.perf_counter() - t0 >= 0.5 and third.step == 3
+    assert other.db["runs"].get(run_id)["status"] == "running"
+    cancel.set()
+    assert list(gen) == []
+    run = other.db["runs"].get(run_id)
+    assert run["status"] == "stopped" and "step 3" in run["message"]
+    ckpts = list(other.db.query("SELECT * FROM checkpoints WHERE run_id = ?", [run_id]))
+    assert [c["step"] for c in ckpts] == [3]
+
+    resumed = list(train(rated, None, resume_run_id=run_id))
+    assert [m.step for m in resumed] == [4, 5, 6] and {m.run_id for m in resumed} == {run_id}
+    losses = [first.metrics["loss"]] + [metric_rows(rated, run_id)[(s, "loss")] for s in (2, 3)]
+    losses += [m.metrics["loss"] for m in resumed]
+    assert losses == pytest.approx(reference, rel=1e-4, abs=1e-5)  # optimizer + schedule restored
+    assert other.db["runs"].get(run_id)["status"] == "finished"
+    assert len(metric_rows(rated, run_id)) == 6 * len(first.metrics)
+    with pytest.raises(Exception, match="already did all"):
+        list(train(rated, None, resume_run_id=run_id))
+    other.close()
+
+
+def test_paused_status_is_visible_while_waiting(rated, tiny_model_dir):
+    pause = threading.Event()
+    gen = train(rated, make_config("dpo", tiny_model_dir, steps=2), pause=pause)
+    run_id = next(gen).run_id
+    pause.set()
+    threading.Timer(0.5, pause.clear).start()
+    from core.store import ProjectStore
+
+    statuses = []
+
+    def watch():  # the GUI thread looks through its own connection
+        time.sleep(0.25)
+        with ProjectStore(rated.path) as other:
+            statuses.append(other.db["runs"].get(run_id)["status"])
+
+    t = threading.Thread(target=watch)
+    t.start()
+    next(gen)
+    t.join()
+    assert statuses == ["paused"]
+    list(gen)
+
+
+# ---- guards ------------------------------------------------------------------------------------
+def test_nan_guard_fails_the_run_and_keeps_the_last_good_checkpoint(rated, tiny_model_dir):
+    from core.checkpoints import sha256_file
+
+    cfg = make_config("dpo", tiny_model_dir, lora=False, steps=5, save_every=1,
+                      learning_rate=1e30)  # fmt: skip
+    seen = []
+    with pytest.raises(TrainingError, match=r"diverged at step (\d)") as err:
+        for m in train(rated, cfg):
+            seen.append(m)
+    step = seen[-1].step + 1
+    assert f"step {step}" in str(err.value) and f"checkpoint:{seen[-1].checkpoint_id}" in str(
+        err.value
+    )
+    run = rated.db["runs"].get(seen[0].run_id)
+    assert run["status"] == "failed" and f"step {step}" in run["message"]
+    rec = rated.checkpoint(seen[-1].checkpoint_id)
+    assert sha256_file(Path(rec["path"]) / "model.safetensors") == rec["sha256"]
+
+
+def test_out_of_memory_says_what_to_try(rated, tiny_model_dir, monkeypatch):
+    from core.trainers.objectives import DPOObjective
+
+    def oom(self, ctx, idx, tally):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(DPOObjective, "loss", oom)
+    with pytest.raises(TrainingError, match="out of memory at step 1") as err:
+        run_all(rated, make_config("dpo", tiny_model_dir, lora=False))
+    assert "LoRA" in str(err.value) and "--batch-size 2" in str(err.value)
+    assert rated.db["runs"].get(1)["status"] == "failed"
+
+
+def test_nothing_to_train_on_is_a_user_error_before_any_run(project_with_prompts, tiny_model_dir):
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="no preference pairs"):
+        run_all(project_with_prompts, make_config("dpo", tiny_model_dir))
+    assert project_with_prompts.count("runs") == 0
+
+
+# ---- data snapshot, closing the loop -------------------------------------------------------------
+def test_run_trains_on_the_ratings_that_existed_at_start(rated, tiny_model_dir):
+    from core.store import ProjectStore
+
+    gen = train(rated, make_config("dpo", tiny_model_dir, steps=2))
+    run_id = next(gen).run_id
+    annotator = ProjectStore(rated.path)  # another annotator rates meanwhile
+    late = annotator.add_rating(annotator="carol", kind="pairwise", sample_ids=[1, 2],
+                                value={"choice": "a", "winner": 1})  # fmt: skip
+    list(gen)
+    used = json.loads(rated.db["runs"].get(run_id)["rating_ids"])
+    assert late not in used and set(used) == {
+        r["id"] for r in rated.ratings(kinds=["pairwise", "score"]) if r["id"] != late
+    }
+    annotator.close()
+
+
+def test_new_checkpoint_becomes_the_generator(rated, tiny_model_dir):
+    from core.generation import GenerationParams, generate_samples
+    from core.models import load_model
+
+    run_all(rated, make_config("reward", tiny_model_dir, steps=1))
+    steps = run_all(rated, make_config("dpo", tiny_model_dir, steps=2))
+    assert rated.checkpoint("checkpoint:latest")["id"] == steps[-1].checkpoint_id  # not the reward
+    lm = load_model("checkpoint:latest", store=rated, device="cpu")
+    assert lm.spec == f"checkpoint:{steps[-1].checkpoint_id}"
+    progress = list(generate_samples(rated, lm, GenerationParams(per_prompt=2, max_new_tokens=4,
+                                                                 seed=1), prompt_ids=[1]))  # fmt: skip
+    rows = [rated.db["samples"].get(i) for i in progress[-1].sample_ids]
+    assert {(r["model"], r["checkpoint_id"]) for r in rows} == {(lm.spec, lm.checkpoint_id)}
+
+
+# ---- the headless command ----------------------------------------------------------------------
+def test_train_command(rated, tiny_model_dir, capsys):
+    import main
+
+    db = str(rated.path)
+    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--steps", "2",
+                      "--model", str(tiny_model_dir), "--batch-size", "2", "--lr", "0.01"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0 and "run 1 finished" in out.out and "checkpoint:1 (step 2, policy)" in out.out
+    assert json.loads(rated.db["runs"].get(1)["config"])["learning_rate"] == 0.01
+    code = main.main(["--db", db, "train", "--algo", "reward", "--beta", "0.2"])
+    assert code == 2 and "--beta does not apply to --algo reward" in capsys.readouterr().err
+    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--resume", "1",
+                      "--steps", "3"])  # fmt: skip
+    assert code == 0 and rated.count("metrics", "run_id = 1 AND name = 'loss'") == 3
+
+
+# ---- options -----------------------------------------------------------------------------------
+def test_gradient_checkpointing_and_bf16_autocast_run(rated, tiny_model_dir):
+    plain = run_all(rated, make_config("dpo", tiny_model_dir, steps=2))
+    checkpointed = run_all(rated, make_config("dpo", tiny_model_dir, steps=2,
+                                              gradient_checkpointing=True))  # fmt: skip
+    assert [m.metrics["loss"] for m in checkpointed] == pytest.approx(
+        [m.metrics["loss"] for m in plain], rel=1e-4
+    )
+    # the CUDA default (bf16 autocast, LoRA over bf16 base weights) also runs on a CPU
+    bf16 = run_all(rated, make_config("dpo", tiny_model_dir, steps=2, bf16=True))
+    assert bf16[0].metrics["loss"] == pytest.approx(0.6931, abs=0.01)
+    assert all(torch.isfinite(torch.tensor(m.metrics["loss"])) for m in bf16)
+
+
+def test_heldout_prompts_are_stable_and_never_trained_on(rated):
+    from core.training import split_prompts
+
+    train_ids, heldout = split_prompts(rated, 0.4)
+    assert sorted(train_ids + heldout) == [1, 2, 3, 4, 5] and (train_ids, heldout) == split_prompts(
+        rated, 0.4
+    )
+    assert split_prompts(rated, 0.0) == ([1, 2, 3, 4, 5], [])
