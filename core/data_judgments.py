@@ -168,7 +168,7 @@ def latest(
         for item, value in make(r):
             if flagged and not flagged.isdisjoint(item if isinstance(item, tuple) else (item,)):
                 continue
-            out.setdefault(item, {}).setdefault(r.annotator, Judgment(r.prompt_id, value, r.id, r.kind))
+            out.setdefault(item, {})[r.annotator] = Judgment(r.prompt_id, value, r.id, r.kind)
     return out
 
 
