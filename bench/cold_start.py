@@ -78,9 +78,19 @@ def time_app(
     total = time.perf_counter() - start
     for t in timers:
         t.cancel()
+    if ready is None and rc == 1 and shot.exists():
+        # the app's screenshot mode gave up waiting (SCREENSHOT_TIMEOUT_S) and saved what it had
+        return {"ready_s": None, "process_s": round(total, 2), "not_ready": True}
     if ready is None:
         raise RuntimeError(f"{' '.join(cmd)} exited {rc}:\n{''.join(lines)[-3000:]}")
     return {"ready_s": round(ready, 2), "process_s": round(total, 2) if rc == 0 else None}
+
+
+def ready_value(run: dict) -> tuple[float, str]:
+    """(seconds, note): a run that never got ready counts as its whole time, marked as such."""
+    if run.get("not_ready"):
+        return run["process_s"], "not ready: the app's screenshot mode stopped waiting (120 s)"
+    return run["ready_s"], ""
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -99,9 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
         log("cold_start: first run (empty home: GGUF conversion)")
         first = time_app(db, home, shot, timeout)
         rows.append({"run": "first run (GGUF conversion, new project)", **first})
+        value, why = ready_value(first)
         res.figure("cold.first", "first run: launch to first item (converts the GGUF)",
-                   first["ready_s"], "s", target=TARGET_FIRST_S, better="lower",
-                   note="" if first["ready_s"] <= TARGET_FIRST_S else _cause(res))  # fmt: skip
+                   value, "s", target=TARGET_FIRST_S, better="lower",
+                   note=why or ("" if value <= TARGET_FIRST_S else _cause(res)))  # fmt: skip
     else:
         home = None  # a tiny model has no GGUF to convert: only the later runs apply
         db = new_project(folder / "cold.db", args.model)
@@ -118,11 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
         rows.append({"run": f"later run {rep + 1}, new project", **fresh[-1]})
     if same:
-        value = median([r["ready_s"] for r in same])
+        value = median([ready_value(r)[0] for r in same])
         res.figure("cold.later_same", "later run, same project: launch to first item (median)",
                    value, "s", target=TARGET_LATER_S, better="lower",
                    note="" if value <= TARGET_LATER_S else _cause(res))  # fmt: skip
-    value = median([r["ready_s"] for r in fresh])
+    value = median([ready_value(r)[0] for r in fresh])
     res.figure("cold.later_new", "later run, new project: launch, load model, generate, first item (median)",
                value, "s", target=TARGET_LATER_S, better="lower",
                note="" if value <= TARGET_LATER_S else "loads the model and generates the first candidates on CPU")  # fmt: skip

@@ -104,9 +104,14 @@ def ours_samples(lm, store, prompt_ids: list[int], params, seed: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser(__doc__.split("\n")[0]).parse_args(argv)
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
+    args = p.parse_args(argv)
     use_bench_home()
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from bench.common import workdir
     from core.generation import GenerationParams

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +30,7 @@ SCRIPTS = (
     ("memory", "bench.memory", 10),
     ("latency", "bench.latency", 10),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
-    ("learning", "bench.learning.run", 50),
+    ("learning", "bench.learning.run", 60),
 )
 
 
@@ -44,13 +46,16 @@ def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) 
     log(f"{name}: {' '.join(cmd[1:])} (load {load_average()})")
     start = time.perf_counter()
     with open(logs / f"{name}.log", "w") as f:
+        # its own process group: a timeout also ends the app processes the script started
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=bench_env(), stdout=f, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         try:
-            proc = subprocess.run(
-                cmd, cwd=REPO, env=bench_env(), stdout=f, stderr=subprocess.STDOUT,
-                timeout=minutes * 60,
-            )  # fmt: skip
-            rc = proc.returncode
+            rc = proc.wait(timeout=minutes * 60)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             rc = "timeout"
     seconds = time.perf_counter() - start
     if rc == 0 and out.exists():
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, minutes in SCRIPTS:
         if (only is not None and name not in only) or name in skip:
             continue
-        benches[name] = run_script(name, module, minutes * (0.5 if args.quick else 1), mode, folder)
+        benches[name] = run_script(name, module, minutes, mode, folder)
         _write(results_path, benches, docs)  # a crash later keeps what was measured
     log(f"suite finished in {(time.perf_counter() - start) / 60:.1f} min: {results_path}, {docs}")
     return 0 if all(not b.get("error") for b in benches.values()) else 1

@@ -132,15 +132,17 @@ def _loop(
             return
         t0 = time.perf_counter()
         tally = Tally([*objective.metric_names, "_tokens"])
-        micro = objective.micro_batches(ctx, step)
+        micro = objective.micro_batches(ctx, step)  # grad_accum micro-batches of this rank
+        passes = [(part, w) for mb in micro for part, w in objective.parts(ctx, mb)]
         tokens = 0
-        for i, mb in enumerate(micro):
-            # DDP all-reduces gradients on the last micro-batch only
-            sync = nullcontext() if i == len(micro) - 1 else acc.no_sync(ctx.module)
+        for i, (part, weight) in enumerate(passes):
+            # DDP all-reduces the gradients once, in the step's last backward
+            sync = nullcontext() if i == len(passes) - 1 else acc.no_sync(ctx.module)
             with sync:
-                loss, n = objective.loss(ctx, mb, tally)
-                acc.backward(loss / len(micro))
+                loss, n = objective.loss(ctx, part, tally, weight)
+                acc.backward(loss * weight / len(micro))
             tokens += n
+        objective.end_step(tally)
         tally.add("_tokens", tokens)
         grad_norm = float(acc.clip_grad_norm_(params, cfg.max_grad_norm or float("inf")))
         metrics = tally.means(acc)
@@ -201,6 +203,7 @@ def _is_oom(e: BaseException) -> bool:
 def _oom_message(s: Session, e: BaseException) -> str:
     cfg = s.config
     hints = [] if cfg.lora else ["LoRA (--lora) instead of full fine-tuning"]
+    hints.append(f"fewer tokens per forward pass (forward_tokens, now {cfg.forward_tokens})")
     hints += [f"a smaller batch (--batch-size {max(1, cfg.batch_size // 2)} --grad-accum "
               f"{cfg.grad_accum * 2} keeps the effective batch)",
               f"a shorter --max-length (now {cfg.max_length})"]  # fmt: skip
@@ -250,7 +253,9 @@ def train_command(args: Any) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     path = args.db or default_project_path()
-    say = (lambda msg, _f=None: tqdm.write(msg, file=sys.stderr)) if rank == 0 else (lambda *a: None)
+    say = (
+        (lambda msg, _f=None: tqdm.write(msg, file=sys.stderr)) if rank == 0 else (lambda *a: None)
+    )
     if args.resume is not None:
         config = None
         if args.steps is not None:

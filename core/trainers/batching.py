@@ -125,6 +125,30 @@ def collate(seqs: Sequence[Seq], pad_id: int, device: torch.device | str) -> Bat
     return Batch(ids.to(device), mask, completion.to(device), lengths.to(device), n_tokens)
 
 
+def token_parts(
+    items: Sequence[int], lengths: Sequence[int], seqs_per_item: int, budget: int
+) -> list[list[int]]:
+    """Split ``items`` (shortest first) into parts whose padded size fits ``budget`` tokens.
+
+    A part of n items holds ``n · seqs_per_item`` sequences padded to its longest one; every part
+    has at least one item. Activation memory grows with the tokens of one forward pass, so this
+    bounds peak memory whatever the batch size.
+    """
+    parts: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in sorted(items, key=lambda i: lengths[i]):
+        grown = max(longest, lengths[i])
+        if current and (len(current) + 1) * seqs_per_item * grown > budget:
+            parts.append(current)
+            current, grown = [], lengths[i]
+        current.append(i)
+        longest = grown
+    if current:
+        parts.append(current)
+    return parts
+
+
 def steps_for(n_examples: int, epochs: float, per_step: int) -> int:
     """Optimizer steps for ``epochs`` passes over ``n_examples`` at ``per_step`` examples a step."""
     return max(1, math.ceil(epochs * n_examples / per_step))

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from core.trainers.batching import Batch, Seq, collate
+from core.trainers.batching import Batch, Seq, collate, token_parts
 
 
 class Tally:
@@ -20,14 +20,16 @@ class Tally:
         self.sums = dict.fromkeys(self.names, 0.0)
         self.counts = dict.fromkeys(self.names, 0.0)
 
-    def add(self, name: str, values: torch.Tensor | float) -> None:
-        if torch.is_tensor(values):
+    def add(self, name: str, values: torch.Tensor | float, weight: float = 1.0) -> None:
+        """Per-item values (a tensor: each item counts once), or one value with a ``weight``."""
+        if torch.is_tensor(values) and values.numel() != 1:
             values = values.detach().float().flatten()
             self.sums[name] += float(values.sum())
             self.counts[name] += values.numel()
         else:
-            self.sums[name] += float(values)
-            self.counts[name] += 1
+            value = float(values.detach()) if torch.is_tensor(values) else float(values)
+            self.sums[name] += value * weight
+            self.counts[name] += weight
 
     def means(self, accelerator: Any = None) -> dict[str, float]:
         """Means per metric; across ranks too when ``accelerator`` runs several processes."""
@@ -77,21 +79,30 @@ class Context:
         finally:
             self.model.train(was_training)
 
+    def parts(self, items: Sequence[int], lengths: Sequence[int], seqs_per_item: int,
+              budget_factor: int = 1) -> list[list[int]]:  # fmt: skip
+        """``items`` in forward passes of at most ``forward_tokens`` (times the factor) tokens."""
+        budget = self.config.forward_tokens * budget_factor
+        return token_parts(items, lengths, seqs_per_item, budget)
+
     def reference_pass(
-        self, lengths: Sequence[int], fn: Callable[[list[int]], list[torch.Tensor]], size: int
+        self,
+        lengths: Sequence[int],
+        fn: Callable[[list[int]], list[torch.Tensor]],
+        seqs_per_item: int = 1,
     ) -> list[torch.Tensor]:
         """``fn`` over all example indices under the reference model, without gradients.
 
-        Examples go in length order (little padding) and are split across ranks; results are
-        gathered so every rank holds all of them.
+        Examples go in length order (little padding), in passes of bounded size (no activations
+        are kept, so twice the training budget), split across ranks; results are gathered so
+        every rank holds all of them.
         """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         acc = self.accelerator
         mine = order[acc.process_index :: acc.num_processes]
         out: dict[int, torch.Tensor] = {}
         with torch.inference_mode(), self.reference():
-            for start in range(0, len(mine), size):
-                chunk = mine[start : start + size]
+            for chunk in self.parts(mine, lengths, seqs_per_item, budget_factor=2):
                 out.update(zip(chunk, [t.detach().cpu() for t in fn(chunk)], strict=True))
         # inference tensors cannot enter autograd: clone them outside inference mode
         results = {i: t.clone() for i, t in out.items()}

@@ -2,8 +2,10 @@
 
 Each objective turns the run's ratings into token sequences once, computes whatever the
 reference model contributes once (``prepare``: reference log-probs never change, so they are not
-recomputed every step), and then gives ``loss(ctx, indices, tally)`` for a micro-batch of example
-indices. The loop in core/training.py owns everything else (batches, optimizer, checkpoints).
+recomputed every step), and then gives the loss of a *part*: a micro-batch of example indices is
+cut into forward passes of at most ``forward_tokens`` tokens (``parts``), each weighted by its
+share, so memory stays bounded and the gradient is that of the whole micro-batch. The loop in
+core/training.py owns everything else (batches, optimizer, checkpoints).
 """
 
 from __future__ import annotations
@@ -47,11 +49,10 @@ def _data_options(cfg: Any, ctx: Context) -> dict[str, Any]:
 class Objective:
     kind = "policy"  # the kind of checkpoint it saves
     metric_names: tuple[str, ...] = ()
+    seqs_per_item = 1  # sequences one example puts into a forward pass
     examples: list[Any]
+    item_lengths: list[int]  # the longest sequence of each example (for batching)
     schedule: list[list[int]]
-
-    def lengths(self) -> list[int]:
-        raise NotImplementedError
 
     def rating_ids(self) -> list[int]:
         return data.used_rating_ids(self.examples)
@@ -70,18 +71,40 @@ class Objective:
         """Fix the order of all micro-batches of the run (a resumed run replans and skips)."""
         cfg = ctx.config
         self.schedule = batch_schedule(
-            self.lengths(), global_batch=cfg.batch_size * ctx.accelerator.num_processes,
+            self.item_lengths, global_batch=cfg.batch_size * ctx.accelerator.num_processes,
             n_batches=total_steps * cfg.grad_accum, seed=cfg.seed,
         )  # fmt: skip
 
-    def micro_batches(self, ctx: Context, step: int) -> list[Any]:
+    def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
         """This rank's micro-batches of (0-based) optimizer step ``step``."""
         bs, ga, rank = ctx.config.batch_size, ctx.config.grad_accum, ctx.accelerator.process_index
         return [b[rank * bs : (rank + 1) * bs] for b in self.schedule[step * ga : (step + 1) * ga]]
 
-    def loss(self, ctx: Context, mb: Any, tally: Tally) -> tuple[torch.Tensor, int]:
-        """(loss of one micro-batch, its real token count); adds the metrics to ``tally``."""
+    def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
+        """A micro-batch as forward passes of bounded size, each with its share of the loss.
+
+        The losses here are means over examples, so a part of n examples weighs n / len(mb):
+        the summed gradients equal those of one pass over the whole micro-batch.
+        """
+        parts = ctx.parts(mb, self.item_lengths, self.seqs_per_item)
+        return [(p, len(p) / len(mb)) for p in parts]
+
+    def loss(
+        self, ctx: Context, part: Any, tally: Tally, weight: float
+    ) -> tuple[torch.Tensor, int]:
+        """(mean loss of one part, its real token count); adds the metrics to ``tally``."""
         raise NotImplementedError
+
+    def end_step(self, tally: Tally) -> None:
+        """Metrics that belong to the whole step rather than to a part."""
+
+
+def token_weighted_parts(
+    ctx: Context, mb: list[int], lengths: list[int], completion: list[int]
+) -> list[tuple[Any, float]]:
+    """Parts weighted by completion tokens: for losses that are means over tokens."""
+    total = max(1, sum(completion[i] for i in mb))
+    return [(p, sum(completion[i] for i in p) / total) for p in ctx.parts(mb, lengths, 1)]
 
 
 def _pair_seqs(ctx: Context, pairs: list[Any], eos: bool) -> list[tuple[Seq, Seq]]:
@@ -90,35 +113,37 @@ def _pair_seqs(ctx: Context, pairs: list[Any], eos: bool) -> list[tuple[Seq, Seq
             for p in pairs]  # fmt: skip
 
 
+def _pairs(ctx: Context) -> list[Any]:
+    cfg = ctx.config
+    pairs = data.preference_pairs(ctx.store, score_margin=cfg.score_margin,
+                                  **_data_options(cfg, ctx))  # fmt: skip
+    _need(pairs, "preference pairs", "rate pairs (pairwise), rankings or scores first.")
+    return pairs
+
+
 class RewardObjective(Objective):
     """Bradley-Terry: ``-logsigmoid(r_c - r_r - margin)``; chosen and rejected in one forward."""
 
     kind = "reward"
     metric_names = ("loss", "accuracy", "margin", "mean_reward")
+    seqs_per_item = 2
 
     def __init__(self, ctx: Context):
-        cfg = ctx.config
-        self.examples = data.preference_pairs(
-            ctx.store, score_margin=cfg.score_margin, **_data_options(cfg, ctx)
-        )
-        _need(self.examples, "preference pairs",
-              "rate pairs (pairwise), rankings or scores first.")  # fmt: skip
+        self.examples = _pairs(ctx)
         self.seqs = _pair_seqs(ctx, self.examples, eos=False)
+        self.item_lengths = [max(len(c), len(r)) for c, r in self.seqs]
         self.margins = torch.tensor([p.margin for p in self.examples], dtype=torch.float32)
 
     def describe(self) -> str:
         return f"{len(self.examples)} preference pairs"
 
-    def lengths(self) -> list[int]:
-        return [max(len(c), len(r)) for c, r in self.seqs]
-
-    def loss(self, ctx: Context, idx: list[int], tally: Tally) -> tuple[torch.Tensor, int]:
+    def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         batch = ctx.collate([self.seqs[i][0] for i in idx] + [self.seqs[i][1] for i in idx])
         rewards = ctx.module(batch.input_ids, batch.attention_mask)  # (2B,)
         rc, rr = rewards[: len(idx)], rewards[len(idx) :]
         margin = self.margins[idx].to(rc.device) if ctx.config.use_margin else None
         loss, _ = bradley_terry_loss(rc, rr, margin)
-        tally.add("loss", loss)
+        tally.add("loss", loss, weight)
         tally.add("accuracy", (rc > rr).float())
         tally.add("margin", rc - rr)
         tally.add("mean_reward", rewards)
@@ -130,22 +155,16 @@ class DPOObjective(Objective):
 
     metric_names = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
                     "rewards/accuracies", "logps/chosen", "logps/rejected")  # fmt: skip
+    seqs_per_item = 2
 
     def __init__(self, ctx: Context):
-        cfg = ctx.config
-        self.examples = data.preference_pairs(
-            ctx.store, score_margin=cfg.score_margin, **_data_options(cfg, ctx)
-        )
-        _need(self.examples, "preference pairs",
-              "rate pairs (pairwise), rankings or scores first.")  # fmt: skip
+        self.examples = _pairs(ctx)
         self.seqs = _pair_seqs(ctx, self.examples, eos=True)
+        self.item_lengths = [max(len(c), len(r)) for c, r in self.seqs]
         self.ref = torch.zeros(len(self.seqs), 2)
 
     def describe(self) -> str:
         return f"{len(self.examples)} preference pairs"
-
-    def lengths(self) -> list[int]:
-        return [max(len(c), len(r)) for c, r in self.seqs]
 
     def _logps(self, ctx: Context, module: Any, idx: list[int]) -> tuple[Any, Any, int]:
         batch = ctx.collate([self.seqs[i][0] for i in idx] + [self.seqs[i][1] for i in idx])
@@ -162,16 +181,16 @@ class DPOObjective(Objective):
             c, r, _ = self._logps(ctx, raw, idx)
             return list(torch.stack([c, r], dim=1))
 
-        self.ref = torch.stack(ctx.reference_pass(self.lengths(), ref, 2 * ctx.config.batch_size))
+        self.ref = torch.stack(ctx.reference_pass(self.item_lengths, ref, self.seqs_per_item))
 
-    def loss(self, ctx: Context, idx: list[int], tally: Tally) -> tuple[torch.Tensor, int]:
+    def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         cfg = ctx.config
         pc, pr, n_tokens = self._logps(ctx, ctx.module, idx)
         ref = self.ref[idx].to(pc.device)
         losses, rc, rr = dpo_loss(pc, pr, ref[:, 0], ref[:, 1], cfg.beta, cfg.label_smoothing,
                                   cfg.loss_type)  # fmt: skip
         loss = losses.mean()
-        tally.add("loss", loss)
+        tally.add("loss", loss, weight)
         tally.add("rewards/chosen", rc)
         tally.add("rewards/rejected", rr)
         tally.add("rewards/margins", rc - rr)
@@ -204,15 +223,15 @@ class KTOObjective(Objective):
             tokens.seq(e.prompt_id, self.examples[partner[i]].sample_id)
             for i, e in enumerate(self.examples)
         ]
+        self.item_lengths = [
+            max(len(s), len(k)) for s, k in zip(self.seqs, self.kl_seqs, strict=True)
+        ]
         self.labels = torch.tensor([e.label for e in self.examples], dtype=torch.bool)
         self.ref = torch.zeros(n, 2)
 
     def describe(self) -> str:
         up = int(self.labels.sum())
         return f"{up} desirable and {len(self.examples) - up} undesirable examples"
-
-    def lengths(self) -> list[int]:
-        return [max(len(s), len(k)) for s, k in zip(self.seqs, self.kl_seqs, strict=True)]
 
     def _logps(self, ctx: Context, module: Any, seqs: list[Seq]) -> tuple[torch.Tensor, int]:
         batch = ctx.collate(seqs)
@@ -227,24 +246,37 @@ class KTOObjective(Objective):
             kl, _ = self._logps(ctx, raw, [self.kl_seqs[i] for i in idx])
             return list(torch.stack([seq, kl], dim=1))
 
-        self.ref = torch.stack(ctx.reference_pass(self.lengths(), ref, ctx.config.batch_size))
+        self.ref = torch.stack(ctx.reference_pass(self.item_lengths, ref))
 
-    def loss(self, ctx: Context, idx: list[int], tally: Tally) -> tuple[torch.Tensor, int]:
+    def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
+        # The reference point z is one number for the whole micro-batch: the policy's KL
+        # log-probs are computed first (no gradient: z is detached) and shared by every part.
+        raw, kl, tokens = CompletionLogps(ctx.model), {}, 0
+        with torch.no_grad(), ctx.accelerator.autocast():
+            for p in ctx.parts(mb, self.item_lengths, 1, budget_factor=2):
+                logps, n = self._logps(ctx, raw, [self.kl_seqs[i] for i in p])
+                kl.update(zip(p, logps, strict=True))
+                tokens += n
+        policy_kl = torch.stack([kl[i] for i in mb])
+        shared = (policy_kl, self.ref[mb, 1].to(policy_kl.device))
+        parts = super().parts(ctx, mb)
+        return [((p, shared, tokens if k == 0 else 0), w) for k, (p, w) in enumerate(parts)]
+
+    def loss(self, ctx: Context, part: Any, tally: Tally, weight: float) -> tuple[Any, int]:
         cfg = ctx.config
-        with torch.no_grad():  # the reference point is detached: no gradient, no graph
-            kl_logps, kl_tokens = self._logps(ctx, ctx.module, [self.kl_seqs[i] for i in idx])
+        idx, (policy_kl, ref_kl), kl_tokens = part
         logps, n_tokens = self._logps(ctx, ctx.module, [self.seqs[i] for i in idx])
         ref = self.ref[idx].to(logps.device)
         up = self.labels[idx].to(logps.device)
         losses, rc, rr, kl = kto_loss(
-            logps[up], logps[~up], kl_logps, ref[up, 0], ref[~up, 0], ref[:, 1], cfg.beta,
+            logps[up], logps[~up], policy_kl, ref[up, 0], ref[~up, 0], ref_kl, cfg.beta,
             cfg.desirable_weight, cfg.undesirable_weight,
         )  # fmt: skip
         loss = losses.mean()
-        tally.add("loss", loss)
+        tally.add("loss", loss, weight)
         tally.add("rewards/chosen", rc)
         tally.add("rewards/rejected", rr)
-        tally.add("kl", kl)
+        tally.add("kl", kl, weight)
         return loss, n_tokens + kl_tokens
 
 
@@ -264,15 +296,13 @@ class ReinforceObjective(Objective):
         _need(self.examples, "scored samples", "rate with scores or thumbs first.")
         tokens = Tokens(ctx.store, ctx.tokenizer, cfg.max_length, eos=True)
         self.seqs = [tokens.seq(e.prompt_id, e.sample_id) for e in self.examples]
+        self.item_lengths = [len(s) for s in self.seqs]
         self.rewards = torch.tensor([e.reward for e in self.examples], dtype=torch.float32)
         self.baseline = float(self.rewards.mean())
         self.ref: list[torch.Tensor] = []
 
     def describe(self) -> str:
         return f"{len(self.examples)} scored samples (mean score {self.baseline:.2f})"
-
-    def lengths(self) -> list[int]:
-        return [len(s) for s in self.seqs]
 
     def prepare(self, ctx: Context) -> None:
         raw = CompletionLogps(ctx.model)
@@ -283,20 +313,29 @@ class ReinforceObjective(Objective):
             rows = batch.rows(flat)
             return [rows[k, : int(n)] for k, n in enumerate(batch.lengths)]
 
-        self.ref = ctx.reference_pass(self.lengths(), ref, ctx.config.batch_size)
+        self.ref = ctx.reference_pass(self.item_lengths, ref)
 
-    def loss(self, ctx: Context, idx: list[int], tally: Tally) -> tuple[torch.Tensor, int]:
+    def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
+        completion = [len(s.completion) for s in self.seqs]
+        return token_weighted_parts(ctx, mb, self.item_lengths, completion)
+
+    def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         batch = ctx.collate([self.seqs[i] for i in idx])
         flat, _ = policy_logps(ctx.module, batch)
         logps, mask = batch.rows(flat), batch.layout_mask  # (B, L)
-        ref = torch.zeros_like(logps)
-        for k, i in enumerate(idx):
-            ref[k, : len(self.ref[i])] = self.ref[i].to(ref.device)
+        ref = left_aligned([self.ref[i] for i in idx], logps)
         rewards = self.rewards[idx].to(logps.device)
         pg, _ = policy_gradient_loss(logps, logps.detach(), rewards - self.baseline, mask)
-        kl_tokens = kl_penalty(logps, ref, "k3")
-        loss = pg + ctx.config.kl_coef * masked_mean(kl_tokens, mask)
-        tally.add("loss", loss)
+        loss = pg + ctx.config.kl_coef * masked_mean(kl_penalty(logps, ref, "k3"), mask)
+        tally.add("loss", loss, weight)
         tally.add("reward", rewards)
-        tally.add("kl", ((logps - ref) * mask).sum(dim=-1).detach())
+        tally.add("kl", ((logps - ref) * mask).sum(dim=-1))
         return loss, batch.n_tokens
+
+
+def left_aligned(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """Per-sequence 1-D tensors as a (B, L) tensor shaped like ``like``, zero-padded."""
+    out = torch.zeros_like(like, dtype=torch.float32)
+    for k, row in enumerate(rows):
+        out[k, : len(row)] = row.to(out.device)
+    return out

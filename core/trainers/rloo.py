@@ -22,15 +22,15 @@ from core.errors import UserError
 from core.losses import policy_gradient_loss, rloo_advantages
 from core.store import ProjectStore
 from core.trainers.batching import (
-    Batch,
     CompletionLogps,
+    Seq,
     Tokens,
     batch_schedule,
     fit,
     policy_logps,
 )
 from core.trainers.context import Context, Tally
-from core.trainers.objectives import Objective
+from core.trainers.objectives import Objective, left_aligned, token_weighted_parts
 
 
 def split_prompts(store: ProjectStore, heldout_fraction: float) -> tuple[list[int], list[int]]:
@@ -60,7 +60,9 @@ class RLOOObjective(Objective):
         self.tokens = Tokens(ctx.store, ctx.tokenizer, cfg.max_length, eos=True)
         self.score = self._scorer(ctx)
         self.rollout_index = -1
-        self.buffer: list[tuple[Batch, torch.Tensor, torch.Tensor]] = []
+        self.seqs: list[Seq] = []  # the current rollout: sequences, their sampling log-probs
+        self.old: list[torch.Tensor] = []  # and advantages
+        self.advantages = torch.zeros(0)
         self.rollout_stats: dict[str, float] = {}
         self.schedule: list[list[int]] = []
         self.ref_module: Any = None
@@ -71,9 +73,6 @@ class RLOOObjective(Objective):
 
     def rating_ids(self) -> list[int]:
         return []  # rloo learns from a reward model or rater, not from ratings directly
-
-    def lengths(self) -> list[int]:
-        return [0] * len(self.prompt_ids)
 
     def _scorer(self, ctx: Context) -> Any:
         cfg = ctx.config
@@ -116,11 +115,16 @@ class RLOOObjective(Objective):
             n_batches=n_rollouts, seed=ctx.config.seed,
         )  # fmt: skip
 
-    def micro_batches(self, ctx: Context, step: int) -> list[int]:
+    def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
         rollout = step // self.steps_per_rollout
         if rollout != self.rollout_index:
             self._rollout(ctx, rollout)
-        return list(range(len(self.buffer)))
+        bs, n = ctx.config.batch_size, len(self.seqs)
+        return [list(range(start, min(start + bs, n))) for start in range(0, n, bs)]
+
+    def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
+        completion = [len(s.completion) for s in self.seqs]
+        return token_weighted_parts(ctx, mb, [len(s) for s in self.seqs], completion)
 
     @torch.no_grad()
     def _rollout(self, ctx: Context, index: int) -> None:
@@ -135,29 +139,29 @@ class RLOOObjective(Objective):
             ctx.tokenizer.decode([t for t in c if t != eos], skip_special_tokens=True).strip()
             for c in completions
         ]
-        flat_pids = [p for p in pids for _ in range(self.k)]
-        scores = torch.tensor(self.score(flat_pids, texts), dtype=torch.float32)
-        seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
-                for i, c in enumerate(completions)]  # fmt: skip
-        self.buffer, kls = [], []
-        for start in range(0, len(seqs), cfg.batch_size):
-            batch = ctx.collate(seqs[start : start + cfg.batch_size])
-            with acc.autocast():
-                old, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
-            if self.ref_module is None:
-                with ctx.reference():
-                    ref, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
-            else:
-                with acc.autocast():
+        scores = torch.tensor(
+            self.score([p for p in pids for _ in range(self.k)], texts), dtype=torch.float32
+        )
+        self.seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
+                     for i, c in enumerate(completions)]  # fmt: skip
+        lengths = [len(s) for s in self.seqs]
+        old: dict[int, torch.Tensor] = {}
+        kl = torch.zeros(len(self.seqs))
+        with acc.autocast():
+            for part in ctx.parts(range(len(self.seqs)), lengths, 1, budget_factor=2):
+                batch = ctx.collate([self.seqs[i] for i in part])
+                flat, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
+                if self.ref_module is None:
+                    with ctx.reference():
+                        ref, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
+                else:
                     ref, _ = policy_logps(self.ref_module, batch, cfg.temperature)
-            kls.append(batch.sums(old - ref).cpu())
-            self.buffer.append((batch, batch.rows(old), torch.empty(0)))
-        kl = torch.cat(kls)  # (P*K,)
-        shaped = scores - cfg.kl_coef * kl
-        adv = rloo_advantages(shaped.view(-1, self.k)).flatten()
-        for n, start in enumerate(range(0, len(seqs), cfg.batch_size)):
-            batch, old, _ = self.buffer[n]
-            self.buffer[n] = (batch, old, adv[start : start + cfg.batch_size].to(ctx.device))
+                rows = batch.rows(flat).cpu()
+                kl[part] = batch.sums(flat - ref).cpu()
+                old.update({i: rows[k, : len(self.seqs[i].completion)] for k, i in enumerate(part)})
+        self.old = [old[i] for i in range(len(self.seqs))]
+        shaped = scores - cfg.kl_coef * kl  # (P*K,)
+        self.advantages = rloo_advantages(shaped.view(-1, self.k)).flatten()
         self.rollout_index = index
         self.rollout_stats = {"reward": float(scores.mean()), "reward_std": float(scores.std()),
                               "kl": float(kl.mean())}  # fmt: skip
@@ -190,16 +194,19 @@ class RLOOObjective(Objective):
             model.train(was_training)
         return out
 
-    def loss(self, ctx: Context, mb: int, tally: Tally) -> tuple[torch.Tensor, int]:
+    def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         cfg = ctx.config
-        batch, old, adv = self.buffer[mb]
+        batch = ctx.collate([self.seqs[i] for i in idx])
         flat, entropy = policy_logps(ctx.module, batch, cfg.temperature, with_entropy=True)
-        new = batch.rows(flat)
-        loss, clip_ratio = policy_gradient_loss(new, old, adv, batch.layout_mask, cfg.clip_eps)
-        tally.add("loss", loss)
-        tally.add("clip_ratio", clip_ratio)
+        new, mask = batch.rows(flat), batch.layout_mask  # (B, L)
+        old = left_aligned([self.old[i] for i in idx], new)
+        adv = self.advantages[idx].to(new.device)
+        loss, clip_ratio = policy_gradient_loss(new, old, adv, mask, cfg.clip_eps)
+        tally.add("loss", loss, weight)
+        tally.add("clip_ratio", clip_ratio, weight)
         tally.add("entropy", entropy)
-        if mb == 0:
-            for name, value in self.rollout_stats.items():
-                tally.add(name, value)
         return loss, batch.n_tokens
+
+    def end_step(self, tally: Tally) -> None:
+        for name, value in self.rollout_stats.items():
+            tally.add(name, value)

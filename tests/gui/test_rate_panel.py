@@ -259,3 +259,22 @@ def test_every_button_is_a_key(qtbot, rate_setup, store, mode):
     else:
         v.thumbs.buttons["down"].click()
     check_row(rows(store)[-1], item, mode)
+
+
+def test_a_locked_project_file_is_reported_and_the_choice_can_be_retried(qtbot, rate_setup, store):
+    import sqlite3
+
+    panel, ctx = rate_setup("pairwise")
+    item = item_ready(qtbot, panel)
+    ctx.store.conn.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    try:
+        press(qtbot, panel, "b")
+        assert rows(store) == [] and panel.item is item
+        assert "locked by another program" in panel.view.note.text()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    press(qtbot, panel, "b")
+    assert rows(store)[-1]["value"]["choice"] == "b"
