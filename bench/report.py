@@ -117,13 +117,14 @@ def _gen_details(d: dict[str, Any]) -> list[str]:
         f"{d.get('max_new_tokens')} new tokens, temperature 0.8, top-p 0.95, {d.get('device')}, "
         f"{d.get('threads')} threads, median of {d.get('repetitions')} alternating repetitions.",
         "",
-        "| Variant | tok/s (median) | runs (tokens / s) |",
-        "|---|---:|---|",
+        "| Variant | tok/s (median) | tokens per CPU-second | runs (tokens / wall s) |",
+        "|---|---:|---:|---|",
     ]
     for key, label in names.items():
         runs = d.get("runs", {}).get(key, [])
         shown = ", ".join(f"{r['tokens']}/{r['seconds']:.1f}" for r in runs)
-        lines.append(f"| {label} | {fmt(d.get('tok_s', {}).get(key))} | {shown} |")
+        per_cpu = fmt(d.get("tok_per_cpu_s", {}).get(key))
+        lines.append(f"| {label} | {fmt(d.get('tok_s', {}).get(key))} | {per_cpu} | {shown} |")
     return lines
 
 

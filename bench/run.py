@@ -4,6 +4,7 @@
 docs/benchmarks.md. ``--quick`` (``make bench-quick``) is a smoke pass of the whole suite on the
 default model with small sizes; it writes bench/out/quick/ and leaves docs/ alone. ``--only`` /
 ``--skip`` choose scripts; results of scripts not run are kept from the previous results file.
+``--collect`` runs nothing and gathers the result files the scripts last wrote.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma-separated scripts to run: " + ", ".join(n for n, *_ in SCRIPTS)
     )
     p.add_argument("--skip", help="comma-separated scripts not to run")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: gather the scripts' last result files (bench/out/<mode>/NAME.json)",
+    )
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     folder = OUT / mode
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name, module, minutes in SCRIPTS:
         if (only is not None and name not in only) or name in skip:
+            continue
+        if args.collect:
+            if (folder / f"{name}.json").exists():
+                benches[name] = json.loads((folder / f"{name}.json").read_text())
             continue
         benches[name] = run_script(name, module, minutes, mode, folder)
         _write(results_path, benches, docs)  # a crash later keeps what was measured

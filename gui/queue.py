@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from PySide6.QtCore import QEventLoop, QObject, Signal
+from PySide6.QtCore import QEventLoop, QObject, QTimer, Signal
 
 from core.errors import UserError
 from core.generation import GenerationParams, GenerationProgress, generate_samples
@@ -95,7 +95,9 @@ class ItemFeeder(QObject):
         item = self.queue.popleft() if self.queue else None
         if item is not None:
             self._shown.add(item.key)
-        self.request()
+            QTimer.singleShot(0, self.request)  # after the item is on screen, not before
+        else:
+            self.request()
         return item
 
     def give_back(self, item: Item) -> None:
@@ -177,15 +179,16 @@ class ItemFeeder(QObject):
                 store.close()
 
         task = Task(work, name="refill", parent=self)
+        task.wanted, task.got = want, 0  # a refill that got fewer than it wanted ran dry
         self.last_refill_task = task
-        task.progress.connect(lambda msg: self._on_refill_progress(epoch, msg))
+        task.progress.connect(lambda msg: self._on_refill_progress(task, epoch, msg))
         task.failed.connect(lambda e, _tb: self._on_refill_failed(epoch, e))
         task.finished.connect(lambda: self._on_refill_finished(task, epoch))
         self.refill_task = task
         task.start()
         self.changed.emit()
 
-    def _on_refill_progress(self, epoch: int, msg: tuple[str, Any]) -> None:
+    def _on_refill_progress(self, task: Task, epoch: int, msg: tuple[str, Any]) -> None:
         if self._closed:
             return
         what, value = msg
@@ -199,6 +202,7 @@ class ItemFeeder(QObject):
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
         elif what == "items" and epoch == self._epoch:
+            task.got += len(value)
             known = {i.key for i in self.queue} | self._shown
             self.queue.extend(i for i in value if i.key not in known)
         self.changed.emit()
@@ -218,10 +222,12 @@ class ItemFeeder(QObject):
             self.ctx.background_progress.emit("", 0, 0)
         if self._dirty or epoch != self._epoch:
             self.request()
-        elif len(self.queue) < self.queue_size():
+        elif task.got < task.wanted:
             # Everything that exists is queued and nothing more could be made; wait for a
             # change (a rating undone, an import, a model loaded, new settings) to try again.
             self._dry = True
+        else:
+            self.request()
         self.changed.emit()
 
     # ---- the generation model -----------------------------------------------------------------

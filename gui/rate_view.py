@@ -31,7 +31,14 @@ from gui.rate_controls import (
     ScoreControls,
     key_button,
 )
-from gui.widgets import EmptyState, MarkdownView, ResponseGrid, prompt_markdown, show_message
+from gui.widgets import (
+    DocumentCache,
+    EmptyState,
+    MarkdownView,
+    ResponseGrid,
+    prompt_markdown,
+    show_message,
+)
 
 if TYPE_CHECKING:
     from gui.rate_panel import RatePanel
@@ -49,6 +56,9 @@ PAIRWISE = [
 THUMBS = [("up", "▲ Up (U)"), ("down", "▼ Down (D)")]
 
 
+ERROR_STYLE = "color: #b00020; font-weight: bold; border: 1px solid #b00020; padding: 4px;"
+
+
 def response_labels(item: Item) -> list[str]:
     n = len(item.responses)
     if item.mode == "pairwise":
@@ -56,6 +66,10 @@ def response_labels(item: Item) -> list[str]:
     if item.mode == "rank":
         return [str(i + 1) for i in range(n)]
     return [""] * n
+
+
+def _prompt_text(item: Item) -> str:
+    return prompt_markdown(item.prompt, item.messages)
 
 
 def guidelines_text(settings: dict[str, Any]) -> str:
@@ -123,6 +137,7 @@ class RateView:
 
     def _build_rating_page(self) -> None:
         self.prompt_view = MarkdownView()
+        self.docs = DocumentCache(self.prompt_view.font(), self.prompt_view)
         self.prompt_view.setMinimumHeight(36)  # a one-line prompt takes one line
         self.responses = ResponseGrid()
         self.rewrite = RewriteEditor()
@@ -176,6 +191,7 @@ class RateView:
             b.clicked.connect(slot)
             actions.addWidget(b)
         self.note = QLabel()
+        self._note_error = False
         self.note.setWordWrap(True)
         self.rating_page = QWidget()
         lay = QVBoxLayout(self.rating_page)
@@ -189,11 +205,13 @@ class RateView:
     # ---- drawing -----------------------------------------------------------------------------
     def show_item(self, item: Item, rubric: list[str], comment: str = "") -> None:
         self.close_editors()
-        self.prompt_view.show_markdown(prompt_markdown(item.prompt, item.messages))
+        self.prompt_view.show_document(self.docs.get("prompt", 0, _prompt_text(item)))
         self._fit_prompt()
         if not self.panel.isVisible() or not self._fitted_once:
             QTimer.singleShot(0, self._fit_prompt)  # again once the first layout pass is done
-        self.responses.show_responses(response_labels(item), [r.text for r in item.responses])
+        texts = [r.text for r in item.responses]
+        self.responses.show_responses(response_labels(item), texts, self.docs)
+        QTimer.singleShot(0, self._prepare_next)
         self.controls.setCurrentWidget(self.mode_pages[item.mode])
         if item.mode == "score":
             self.score.set_rubric(list(rubric))
@@ -206,6 +224,24 @@ class RateView:
             else f"This item came back by undo; rate it in {item.mode} mode."
         )
         self.stack.setCurrentWidget(self.rating_page)
+
+    def _prepare_next(self) -> None:
+        """Build and lay out the next queued item's documents while this one is being read."""
+        item = self.panel.item
+        if item is None:
+            return
+        keep = {("prompt", 0, _prompt_text(item))}
+        keep |= {("response", i, r.text) for i, r in enumerate(item.responses)}
+        queue = self.panel.feeder.queue
+        if queue:
+            nxt = queue[0]
+            width = self.responses.text_width(len(nxt.responses))
+            for i, r in enumerate(nxt.responses):
+                self.docs.prepare("response", i, r.text, width)
+                keep.add(("response", i, r.text))
+            self.docs.prepare("prompt", 0, _prompt_text(nxt), self.prompt_view.viewport().width())
+            keep.add(("prompt", 0, _prompt_text(nxt)))
+        self.docs.keep(keep)
 
     def _fit_prompt(self, editor_share: float = 0.0) -> None:
         """The prompt takes the height its text needs (up to 30 %); responses get the rest."""
@@ -240,12 +276,11 @@ class RateView:
         self.mode_combo.setCurrentIndex(self.mode_combo.findData(mode))
 
     def message(self, text: str, error: bool = False) -> None:
-        self.note.setStyleSheet(
-            "color: #b00020; font-weight: bold; border: 1px solid #b00020; padding: 4px;"
-            if error
-            else "color: palette(dark);"
-        )
-        self.note.setText(text)
+        if error != self._note_error:  # a style sheet change restyles the label: only on change
+            self._note_error = error
+            self.note.setStyleSheet(ERROR_STYLE if error else "")
+        if text != self.note.text():
+            self.note.setText(text)
 
     def model_failed(self, text: str) -> None:
         self.message(f"The model could not be loaded: {text}", error=True)

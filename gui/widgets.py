@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QTextCursor, QTextDocument, QTextFormat
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QColor, QFont, QTextCursor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -80,7 +80,16 @@ class MarkdownView(QTextBrowser):
     def show_markdown(self, text: str) -> None:
         doc = self.document()
         doc.setMarkdown(text, MARKDOWN)
-        _shade_code_blocks(doc)
+        if _may_have_code(text):
+            _shade_code_blocks(doc)
+        self._to_top()
+
+    def show_document(self, doc: QTextDocument) -> None:
+        """Show a document built (and laid out) ahead of time by a DocumentCache."""
+        self.setDocument(doc)
+        self._to_top()
+
+    def _to_top(self) -> None:
         self.moveCursor(QTextCursor.MoveOperation.Start)  # else a resize scrolls to the end
         self.verticalScrollBar().setValue(0)
 
@@ -91,6 +100,44 @@ class MarkdownView(QTextBrowser):
     def scroll_pages(self, pages: int) -> None:
         bar = self.verticalScrollBar()
         bar.setValue(bar.value() + pages * bar.pageStep())
+
+
+def _may_have_code(text: str) -> bool:
+    return "```" in text or "~~~" in text or "\n    " in text or "\n\t" in text
+
+
+class DocumentCache(QObject):
+    """Markdown documents built before they are needed (while the annotator reads the current
+    item), so showing the next item swaps documents instead of parsing and laying out text."""
+
+    def __init__(self, font: QFont, parent: QObject | None = None):
+        super().__init__(parent)
+        self.font = font
+        self._docs: dict[tuple[str, int, str], QTextDocument] = {}
+
+    def get(self, slot: str, index: int, text: str) -> QTextDocument:
+        key = (slot, index, text)
+        doc = self._docs.get(key)
+        if doc is None:
+            doc = QTextDocument(self)
+            doc.setDefaultFont(self.font)
+            doc.setDocumentMargin(8)
+            doc.setMarkdown(text, MARKDOWN)
+            if _may_have_code(text):
+                _shade_code_blocks(doc)
+            self._docs[key] = doc
+        return doc
+
+    def prepare(self, slot: str, index: int, text: str, width: float) -> None:
+        doc = self.get(slot, index, text)
+        if width > 0:
+            doc.setTextWidth(width)
+            doc.size()  # lays the document out now rather than at the next paint
+
+    def keep(self, keys: set[tuple[str, int, str]]) -> None:
+        """Drop every document not in ``keys`` (the item on screen and the next one)."""
+        for key in [k for k in self._docs if k not in keys]:
+            self._docs.pop(key).deleteLater()
 
 
 def _shade_code_blocks(doc: QTextDocument) -> None:
@@ -115,6 +162,7 @@ class ResponseCard(QFrame):
         self.setObjectName("responseCard")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.label = label
+        self._selected = False
         self.header = QLabel()
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.view = MarkdownView()
@@ -130,7 +178,9 @@ class ResponseCard(QFrame):
         extra = f" &nbsp;<span style='color:#1a7f37'>{badge}</span>" if badge else ""
         name = f"Response {self.label}" if self.label else "Response"
         self.header.setText(f"<b>{name}</b>{extra}")
-        self.setStyleSheet("#responseCard { border: 2px solid #1a7f37; }" if selected else "")
+        if selected != self._selected:  # a style sheet change restyles the card: only on change
+            self._selected = selected
+            self.setStyleSheet("#responseCard { border: 2px solid #1a7f37; }" if selected else "")
 
 
 class ResponseGrid(QWidget):
@@ -144,21 +194,30 @@ class ResponseGrid(QWidget):
         self.cards: list[ResponseCard] = []
         self.shown = 0
 
-    def show_responses(self, labels: list[str], texts: list[str]) -> None:
+    def show_responses(self, labels: list[str], texts: list[str], cache: DocumentCache) -> None:
         while len(self.cards) < len(texts):
             self.cards.append(ResponseCard("", ""))
-        for card in self.cards:
-            self.grid.removeWidget(card)
-            card.hide()
-        columns = len(texts) if len(texts) <= 3 else 2
+        if len(texts) != self.shown:  # lay the cards out again only when their number changes
+            for card in self.cards:
+                self.grid.removeWidget(card)
+                card.hide()
+                card.view.setDocument(QTextDocument(card.view))  # let the cache drop the old one
+            columns = len(texts) if len(texts) <= 3 else 2
+            for i in range(len(texts)):
+                self.grid.addWidget(self.cards[i], i // columns, i % columns)
+                self.cards[i].show()
+            self.shown = len(texts)
         for i, (label, text) in enumerate(zip(labels, texts, strict=True)):
             card = self.cards[i]
             card.label = label
             card.set_badge("")
-            card.view.show_markdown(text)
-            self.grid.addWidget(card, i // columns, i % columns)
-            card.show()
-        self.shown = len(texts)
+            card.view.show_document(cache.get("response", i, text))
+
+    def text_width(self, count: int) -> float:
+        """The width a response's text gets when ``count`` responses are shown (0: unknown)."""
+        if count != self.shown or not self.cards:
+            return 0
+        return self.cards[0].view.viewport().width()
 
     def mark_places(self, order: list[int]) -> None:
         """Badge #1, #2, ... on the responses picked so far (rank mode)."""
