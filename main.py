@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the desktop app (the default)")
     gui.add_argument("--screenshot", metavar="OUT.png", help="render offscreen, save a PNG, exit")
     gui.add_argument("--tab", choices=["rate", "train", "data"], default="rate")
+    gui.add_argument(
+        "--annotator",
+        default=argparse.SUPPRESS,
+        help="your name as an annotator (skips the name dialog)",
+    )
 
     _add_train_parser(sub)
     _add_exchange_parsers(sub)

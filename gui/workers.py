@@ -149,7 +149,9 @@ def shutdown_all(timeout_ms: int = 30000) -> None:
             for t in tasks:
                 t.cancel()
             for t in tasks:
-                if not t.wait(timeout_ms):
-                    t._running = False  # give up on a stuck thread rather than hang the exit
+                t.wait(timeout_ms)
+                # Finished (or stuck past the timeout: give up rather than hang the exit). The
+                # queued finished-slot cannot run while this loop blocks the event loop.
+                t._running = False
     finally:
         _shutting_down = False

@@ -43,6 +43,12 @@ def test_pairwise_keys_commit_each_choice_and_show_the_next_item(qtbot, rate_set
             "<b>Response A</b>",
             "<b>Response B</b>",
         ]  # labels only: the model that wrote a response is never shown
+        for card, response in zip(panel.view.responses.cards, item.responses, strict=False):
+            shown = card.view.toPlainText()  # Markdown rendered: "**Answer 2**" shows "Answer 2"
+            assert response.text.split("**")[1] in shown and f"prompt {item.prompt_id}." in shown
+        assert panel.view.prompt_view.toPlainText() == store.prompt(item.prompt_id)["text"] or (
+            "Say hello." in panel.view.prompt_view.toPlainText()
+        )
         with qtbot.waitSignal(panel.rated):
             press(qtbot, panel, key)
         row = rows(store)[-1]
