@@ -64,9 +64,8 @@ def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
                 f"{STATUS.get(fig['status'], fig['status'])} | {note} |"
             )
         if b.get("error"):
-            lines.append(
-                f"| {b.get('title', name)} | (failed) | | | **error** | {b['error'][:200]} |"
-            )
+            why = " ".join(b["error"].split())[:200].replace("|", "/")
+            lines.append(f"| {b.get('title', name)} | (did not finish) | | | **error** | {why} |")
     return lines
 
 
@@ -75,7 +74,7 @@ def _ordered(benches: dict[str, Any]) -> list[str]:
 
 
 def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
-    load = f"load average before {b.get('load_before')} / after {b.get('load_after')}"
+    load = f"load average before {b.get('load_before', '?')} / after {b.get('load_after', '?')}"
     lines = [
         f"## {b['title']}",
         "",
@@ -84,7 +83,9 @@ def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
         "",
     ]
     if b.get("error"):
-        lines += ["**This benchmark failed:**", "", "```", b["error"][-2000:], "```", ""]
+        tail = b.get("log_tail") or b["error"]
+        lines += [f"**This benchmark did not finish:** {b['error']}", "", "```", tail[-2000:].strip(),
+                  "```", ""]  # fmt: skip
     render = DETAILS.get(b["name"])
     if render and b.get("details"):
         lines += render(b["details"]) + [""]

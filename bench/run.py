@@ -44,7 +44,8 @@ def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) 
     cmd = [sys.executable, "-m", module, "--out", str(out)]
     if mode == "quick":
         cmd.append("--quick")
-    log(f"{name}: {' '.join(cmd[1:])} (load {load_average()})")
+    load_before = load_average()
+    log(f"{name}: {' '.join(cmd[1:])} (load {load_before})")
     start = time.perf_counter()
     with open(logs / f"{name}.log", "w") as f:
         # its own process group: a timeout also ends the app processes the script started
@@ -65,13 +66,10 @@ def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) 
     tail = (logs / f"{name}.log").read_text()[-3000:]
     log(f"{name}: FAILED ({rc}) after {seconds:.0f} s; see {logs / (name + '.log')}")
     title = name.replace("_", " ").capitalize()
-    return {
-        "name": name,
-        "title": title,
-        "mode": mode,
-        "figures": [],
-        "error": f"exit {rc}: {tail}",
-    }
+    why = f"timed out after {minutes:g} min" if rc == "timeout" else f"exited {rc}"
+    return {"name": name, "title": title, "mode": mode, "figures": [], "seconds": round(seconds),
+            "load_before": load_before, "load_after": load_average(),
+            "error": f"{why}; log bench/out/{mode}/logs/{name}.log", "log_tail": tail}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         benches[name] = run_script(name, module, minutes, mode, folder)
         _write(results_path, benches, docs)  # a crash later keeps what was measured
+    _write(results_path, benches, docs)
     log(f"suite finished in {(time.perf_counter() - start) / 60:.1f} min: {results_path}, {docs}")
     return 0 if all(not b.get("error") for b in benches.values()) else 1
 

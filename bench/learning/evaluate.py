@@ -47,12 +47,14 @@ class PolicyEval:
         }  # fmt: skip
 
 
-def generate_heldout(eval_store, loaded, params, prompt_ids: list[int], name: str) -> PolicyEval:
-    """K responses per held-out prompt from ``loaded`` (the app's own generator), scored."""
+def generate_heldout(
+    eval_store, loaded, params, prompt_ids: list[int], name: str, score
+) -> PolicyEval:
+    """K responses per held-out prompt from ``loaded`` (the app's own generator), each scored by
+    ``score(prompt, response)``."""
     import time
 
     from core.generation import generate_samples
-    from core.raters import sentiment
 
     t0 = time.perf_counter()
     ids: list[int] = []
@@ -71,7 +73,7 @@ def generate_heldout(eval_store, loaded, params, prompt_ids: list[int], name: st
         ev.prompts.append(prompt)
         ev.texts.append(text)
         ev.n_tokens.append(n or 0)
-        ev.scores.append(sentiment(prompt, text))
+        ev.scores.append(score(prompt, text))
     return ev
 
 

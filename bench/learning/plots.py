@@ -36,7 +36,9 @@ def reward_vs_step(runs: list[dict], out: Path) -> Path:
             points = run["metrics"].get(name, [])
             if points:
                 steps, values = zip(*points, strict=True)
-                axis.plot(steps, values, style, color="C0" if axis is ax else "C1", label=name)
+                marker = "o" if len(steps) < 30 else None  # a short run still shows its points
+                axis.plot(steps, values, style, marker=marker, markersize=3,
+                          color="C0" if axis is ax else "C1", label=name)  # fmt: skip
                 axis.set_ylabel(name, color="C0" if axis is ax else "C1")
         ax.set_title(run["label"])
         ax.set_xlabel("optimizer step")
@@ -49,7 +51,9 @@ def reward_vs_step(runs: list[dict], out: Path) -> Path:
     return out
 
 
-def score_distributions(groups: list[tuple[str, list[float]]], out: Path) -> Path:
+def score_distributions(
+    groups: list[tuple[str, list[float]]], out: Path, rater: str = "core.raters:sentiment"
+) -> Path:
     """Held-out rater scores per policy: violins with the mean marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups), 4))
@@ -57,7 +61,7 @@ def score_distributions(groups: list[tuple[str, list[float]]], out: Path) -> Pat
     ax.violinplot(data, showmeans=True, showextrema=False)
     ax.boxplot(data, widths=0.12, showfliers=False)
     ax.set_xticks(range(1, len(groups) + 1), [label for label, _ in groups], rotation=15)
-    ax.set_ylabel("held-out sentiment score (VADER, 0-1)")
+    ax.set_ylabel(f"held-out score, {rater} (0-1)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("Held-out responses before and after training")

@@ -68,7 +68,7 @@ class Cli:
 def rating_limit(store, annotator: str, pairs: int) -> int:
     """How many of ``annotator``'s pairwise ratings (in order) hold ``pairs`` non-tie pairs: a
     second annotator rating the same items in the same order with this limit gets exactly them."""
-    seen = 0
+    seen = n = 0
     for n, (value,) in enumerate(
         store.conn.execute(
             "SELECT value FROM ratings WHERE annotator = ? AND kind = 'pairwise' ORDER BY id",
@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     params = GenerationParams(per_prompt=size["k"], max_new_tokens=size["new"], seed=1234)
     base = load_model(args.model)
     evals = {
-        "base": _scored(
-            evaluate.generate_heldout(eval_store, base, params, heldout_ids, "base"), score
-        )
+        "base": evaluate.generate_heldout(eval_store, base, params, heldout_ids, "base", score)
     }
     log(f"learning: base held-out {evals['base'].summary()['mean']:.3f}")
 
@@ -229,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         policy = load_model(f"checkpoint:{run['checkpoint']}", store=train_store)
         policy.checkpoint_id = None  # a checkpoint of the training project, not of the eval one
-        ev = _scored(evaluate.generate_heldout(eval_store, policy, params, heldout_ids, key), score)
+        ev = evaluate.generate_heldout(eval_store, policy, params, heldout_ids, key, score)
         ev.kl = evaluate.kl_to_base(policy.model, base.model, base.tokenizer, ev.prompts, ev.texts)
         evals[key] = ev
         run["gain"] = evaluate.paired_gain(evals["base"], ev)
@@ -242,12 +240,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     _report(res, args, size, data, timings, evals, runs)
     return finish(res, args)
-
-
-def _scored(ev: evaluate.PolicyEval, score) -> evaluate.PolicyEval:
-    """Re-score with the chosen rater (generate_heldout scores with sentiment)."""
-    ev.scores = [score(p, t) for p, t in zip(ev.prompts, ev.texts, strict=True)]
-    return ev
 
 
 def _report(res: Result, args, size, data, timings, evals, runs) -> None:
@@ -297,7 +289,9 @@ def _report(res: Result, args, size, data, timings, evals, runs) -> None:
     groups = [("base", evals["base"].scores)] + [
         (runs[k]["label"], evals[k].scores) for k in runs if k in evals
     ]
-    res.plots.append(str(plots.score_distributions(groups, out / "learning_scores.png")))
+    res.plots.append(
+        str(plots.score_distributions(groups, out / "learning_scores.png", res.details["rater"]))
+    )
     res.notes.append(
         f"Rater {res.details['rater']}; {size['train']} training prompts, "
         f"{size['heldout']} held-out prompts on other topics, K={size['k']}, "
