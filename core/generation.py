@@ -1,9 +1,10 @@
 """K candidate responses per prompt, batched, written to the project file as samples.
 
-``generate_samples`` is a generator: it yields a ``GenerationProgress`` after each batch and checks
-the cancel flag between batches, so a caller (the CLI's tqdm bar, or gui/workers.py) shows progress
-and can stop it. Samples of one prompt are written in one transaction: a cancelled run never leaves
-half of a prompt's candidates behind.
+``generate_samples`` is a generator: it yields a ``GenerationProgress`` after each batch, so a
+caller (the CLI's tqdm bar, or gui/workers.py) shows progress. The cancel flag is checked before
+every new token, so a cancel takes effect within one decoding step, not at the end of a batch; the
+batch it interrupts is dropped. Samples of one batch are written in one transaction: a cancelled
+run never leaves half of a prompt's candidates behind.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class GenerationParams:
             raise UserError("batch size must be at least 1")
 
 
+class GenerationCancelled(Exception):
+    """The cancel flag was set while a batch was being decoded; nothing of that batch is kept."""
+
+
 @dataclass
 class GenerationProgress:
     done: int  # prompts finished
@@ -77,6 +82,7 @@ def generate_texts(
     prompts: list[list[dict[str, str]]],
     params: GenerationParams,
     seed: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[list[tuple[str, int]]]:
     """K sampled (text, n_tokens) per prompt for a list of chat prompts, in one batched call.
 
@@ -84,14 +90,16 @@ def generate_texts(
     once and its KV cache copied K times, sampling keeps only the top-k logits before top-p, and
     finished rows leave the batch. Anything else (encoder-decoder models, generation configs with
     extra logits processors such as a repetition penalty) goes through ``model.generate``.
+    Raises ``GenerationCancelled`` when ``cancel`` is set before the last token.
     """
     tok = loaded.tokenizer
     k = params.per_prompt
     texts = [format_prompt(tok, m) for m in prompts]
     if _lean_path_applies(loaded.model):
-        rows = _sample_shared_prefill(loaded, texts, params, seed)
+        rows = _sample_shared_prefill(loaded, texts, params, seed, cancel)
     else:
-        rows = _sample_with_generate(loaded, [t for t in texts for _ in range(k)], params, seed)
+        texts_k = [t for t in texts for _ in range(k)]
+        rows = _sample_with_generate(loaded, texts_k, params, seed, cancel)
     stop_ids = _stop_ids(loaded)
     results: list[list[tuple[str, int]]] = [[] for _ in prompts]
     for row, ids in enumerate(rows):
@@ -128,9 +136,20 @@ def _lean_path_applies(model: Any) -> bool:
 
 
 def _sample_with_generate(
-    loaded: LoadedModel, texts: list[str], params: GenerationParams, seed: int | None
+    loaded: LoadedModel,
+    texts: list[str],
+    params: GenerationParams,
+    seed: int | None,
+    cancel: threading.Event | None = None,
 ) -> list[list[int]]:
     """Every row through ``model.generate``: the general path, for any model transformers runs."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):  # checked after every token: stops all rows at once
+        def __call__(self, input_ids, scores, **kwargs):
+            stop = cancel is not None and cancel.is_set()
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
     tok, model = loaded.tokenizer, loaded.model
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.device)
     if seed is not None:
@@ -141,13 +160,20 @@ def _sample_with_generate(
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
     out = model.generate(
-        **enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, **sampling
-    )
+        **enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
+        stopping_criteria=StoppingCriteriaList([_Cancelled()]), **sampling,
+    )  # fmt: skip
+    if cancel is not None and cancel.is_set():
+        raise GenerationCancelled
     return out[:, enc["input_ids"].shape[1] :].tolist()  # (B, T_new)
 
 
 def _sample_shared_prefill(
-    loaded: LoadedModel, texts: list[str], params: GenerationParams, seed: int | None
+    loaded: LoadedModel,
+    texts: list[str],
+    params: GenerationParams,
+    seed: int | None,
+    cancel: threading.Event | None = None,
 ) -> list[list[int]]:
     """K rows per prompt: one prefill per prompt, its KV cache repeated K times, then a decode
     loop that samples like ``model.generate`` (temperature, then top-k, then top-p)."""
@@ -180,6 +206,8 @@ def _sample_shared_prefill(
     tokens = torch.full((logits.shape[0], max_new), pad, dtype=torch.long, device=dev)
     rows = torch.arange(logits.shape[0], device=dev)  # which output row each batch row is
     for t in range(max_new):
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled
         nxt = _pick(logits, params.temperature, top_k, params.top_p, gen)  # (b,)
         tokens[rows, t] = nxt
         alive = ~torch.isin(nxt, stop)
@@ -254,7 +282,11 @@ def generate_samples(
         batch = ids[b : b + per_batch]
         # Every batch is seeded, and the seed is recorded, so any sample can be reproduced.
         seed = random.randrange(2**31) if params.seed is None else params.seed + b
-        results = generate_texts(loaded, [store.prompt_messages(p) for p in batch], params, seed)
+        chats = [store.prompt_messages(p) for p in batch]
+        try:
+            results = generate_texts(loaded, chats, params, seed, cancel)
+        except GenerationCancelled:
+            return
         rows = [
             {
                 "prompt_id": pid,

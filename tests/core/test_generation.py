@@ -89,3 +89,30 @@ def test_greedy_is_deterministic(project_with_prompts, tiny_model_dir):
     list(generate_samples(store, lm, params, prompt_ids=[2]))
     a, b = [r["text"] for r in store.db.query("SELECT text FROM samples")]
     assert a == b
+
+
+class _CancelAfter(threading.Event):
+    """A cancel flag that turns on at its ``n``-th check: a user pressing Stop mid-batch."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.checks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n or super().is_set()
+
+
+def test_cancel_stops_inside_a_batch(project_with_prompts, tiny_model_dir):
+    """Stop takes effect within a decoding step, on both the lean path and model.generate's."""
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    params = GenerationParams(per_prompt=2, max_new_tokens=40, temperature=0, batch_size=8)
+    for lean in (True, False):
+        # a repetition penalty needs model.generate's logits processors: the general path
+        lm.model.generation_config.repetition_penalty = 1.0 if lean else 1.3
+        cancel = _CancelAfter(4)
+        assert list(generate_samples(store, lm, params, cancel=cancel)) == []
+        assert store.count("samples") == 0  # the interrupted batch is dropped whole
+        assert cancel.checks < 10  # stopped after a few tokens, not after 40 per row
+    lm.model.generation_config.repetition_penalty = 1.0
