@@ -31,7 +31,7 @@ SCRIPTS = (
     ("memory", "bench.memory", 10),
     ("latency", "bench.latency", 10),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
-    ("learning", "bench.learning.run", 60),
+    ("learning", "bench.learning.run", 100),
 )
 
 
