@@ -21,6 +21,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     p.add_argument("--epochs", type=float, default=None, help="passes over the data")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="fewest steps when they come from --epochs (small data gets more passes, up to 8)",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps")
     p.add_argument("--lr", type=float, default=None, help="learning rate")

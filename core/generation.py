@@ -148,7 +148,9 @@ def _sample_with_generate(
     class _Cancelled(StoppingCriteria):  # checked after every token: stops all rows at once
         def __call__(self, input_ids, scores, **kwargs):
             stop = cancel is not None and cancel.is_set()
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
+            )
 
     tok, model = loaded.tokenizer, loaded.model
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.device)

@@ -215,8 +215,8 @@ def _oom_message(s: Session, e: BaseException) -> str:
 
 # ---- the headless command --------------------------------------------------------------------
 _CLI_FIELDS = {  # argparse dest -> config field
-    "model": "model", "steps": "steps", "epochs": "epochs", "batch_size": "batch_size",
-    "grad_accum": "grad_accum", "lr": "learning_rate", "beta": "beta", "loss_type": "loss_type",
+    "model": "model", "steps": "steps", "epochs": "epochs", "min_steps": "min_steps",
+    "batch_size": "batch_size", "grad_accum": "grad_accum", "lr": "learning_rate", "beta": "beta", "loss_type": "loss_type",
     "label_smoothing": "label_smoothing", "kl_coef": "kl_coef", "max_length": "max_length",
     "reward_model": "reward_model", "rater": "rater", "save_every": "save_every", "seed": "seed",
     "gradient_checkpointing": "gradient_checkpointing", "annotators": "annotators",

@@ -33,6 +33,7 @@ from core.trainers.batching import (
     policy_logps,
     steps_for,
 )
+from core.trainers.config import MAX_EPOCHS
 from core.trainers.context import Context, Tally
 
 
@@ -64,8 +65,11 @@ class Objective:
         """Anything computed once per run before training (reference log-probs)."""
 
     def steps_for(self, cfg: Any, world: int) -> int:
-        """Optimizer steps for ``cfg.epochs`` passes over the examples."""
-        return steps_for(len(self.examples), cfg.epochs, cfg.batch_size * cfg.grad_accum * world)
+        """Optimizer steps for ``cfg.epochs`` passes over the examples, but at least
+        ``cfg.min_steps`` where that takes no more than ``MAX_EPOCHS`` passes."""
+        per_step = cfg.batch_size * cfg.grad_accum * world
+        steps = steps_for(len(self.examples), cfg.epochs, per_step)
+        return max(steps, min(cfg.min_steps, steps_for(len(self.examples), MAX_EPOCHS, per_step)))
 
     def plan(self, total_steps: int, ctx: Context) -> None:
         """Fix the order of all micro-batches of the run (a resumed run replans and skips)."""

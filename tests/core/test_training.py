@@ -389,3 +389,23 @@ def test_small_forward_passes_give_the_same_training(rated, tiny_model_dir, tmp_
     for big, small in zip(*runs, strict=True):
         for name in ("loss", "grad_norm", *(k for k in big if "/" in k or k in ("kl", "reward"))):
             assert small[name] == pytest.approx(big[name], rel=1e-3, abs=1e-5), name
+
+
+def test_small_data_sets_get_enough_steps():
+    """Steps from epochs: 2 passes, but at least min_steps while that is at most 8 passes."""
+    from types import SimpleNamespace
+
+    from core.trainers.objectives import Objective
+
+    cfg = config_for("dpo", "cpu")
+    assert (cfg.epochs, cfg.min_steps, cfg.batch_size) == (2.0, 32, 8)
+
+    def steps(n, **changes):
+        obj = SimpleNamespace(examples=[0] * n)
+        return Objective.steps_for(obj, dataclasses.replace(cfg, **changes), 1)
+
+    assert steps(150) == 38  # 2 epochs of 150 pairs at batch 8
+    assert steps(50) == 32  # 2 epochs would be 13 steps: min_steps, 5 passes
+    assert steps(20) == 20  # capped at 8 passes
+    assert steps(50, min_steps=0) == 13
+    assert steps(50, batch_size=4, grad_accum=2) == 32
