@@ -158,17 +158,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     from core.generation import GenerationParams, generate_samples
     from core.models import load_model
-    from gui.app import MainWindow
+    from gui.app import MainWindow, configure_runtime
     from gui.context import AppContext
     from gui.queue import stop_tasks
     from gui.workers import Task, running_tasks
 
     app = QApplication.instance() or QApplication([])
+    threads = configure_runtime()  # what run_app does: GIL switch interval, torch threads
     for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):  # not the user's
         QSettings.setPath(
             fmt, QSettings.Scope.UserScope, str(qt_config_dir(Path(os.environ["RLHF_STUDIO_HOME"])))
         )
     res = Result("latency", "Annotator latency and GUI stalls", mode_of(args))
+    res.details["background_torch_threads"] = threads
     n_idle = pick(args, 100, 30, 5)
     gen_s, train_steps = pick(args, 40, 15, 3), pick(args, 3, 1, 1)
     n_ready = pick(args, 80, 40, 12)  # prompts with ready responses: 2 pairwise items each
@@ -251,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
     res.details["median_ms"] = {p["row"]["phase"]: median(p["latencies"]) for p in phases}
     res.notes.append(
         f"Pairwise ratings by key press every {PACE_MS} ms; a {TICK_MS} ms QTimer measures stalls "
-        "(the longest gap between ticks minus 5 ms). Offscreen Qt platform; paint included."
+        "(the longest gap between ticks minus 5 ms). Offscreen Qt platform; paint included. "
+        f"Runtime as the app sets it (gui.app.configure_runtime): {threads} torch thread(s) for "
+        f"background work on {os.cpu_count()} cores, GIL switch interval 1 ms."
     )
     return finish(res, args)
 

@@ -142,6 +142,25 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
+def configure_runtime() -> int:
+    """Process-wide settings that keep the window responsive while models run on worker threads;
+    returns the torch CPU threads background work gets.
+
+    Generation and training threads hold the GIL between tensor ops: a shorter switch interval lets
+    the GUI thread take it back sooner (tiny model generating: longest stall 61 → 45 ms, submit →
+    next item p95 41 → 26 ms). On a CPU, torch's own threads would also take every core, and the
+    GUI thread then waits for the OS scheduler: background model work gets one core fewer than
+    the machine has (docs/benchmarks.md, annotator latency).
+    """
+    import torch
+
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    cores = os.cpu_count() or 1
+    if cores > 1 and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
+    return torch.get_num_threads()
+
+
 def ask_annotator(settings: QSettings) -> str | None:
     """The remembered annotator name, or ask once and remember it."""
     name = str(settings.value("annotator", "") or "").strip()
@@ -173,10 +192,7 @@ def run_app(args) -> int:
     if screenshot and not QApplication.instance():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    # Generation and training threads hold the GIL between tensor ops; a shorter switch interval
-    # lets the GUI thread take it back sooner (measured with the tiny model generating: longest
-    # event-loop stall 61 → 45 ms, submit → next item p95 41 → 26 ms).
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    configure_runtime()
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     apply_app_fonts(app)

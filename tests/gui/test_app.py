@@ -151,3 +151,27 @@ def test_status_bar_shows_project_model_annotator_and_background_progress(qtbot,
     finally:
         window.close()
         ctx.close()
+
+
+def test_runtime_leaves_the_gui_a_core(monkeypatch):
+    """Background model work on a CPU gets one core fewer than the machine has, so the GUI thread
+    is never queued behind torch's threads; the GIL switches every millisecond."""
+    import sys
+
+    import torch
+
+    from gui.app import GIL_SWITCH_INTERVAL_S, configure_runtime
+
+    threads, interval = torch.get_num_threads(), sys.getswitchinterval()
+    try:
+        monkeypatch.setattr(os, "cpu_count", lambda: 4)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        torch.set_num_threads(4)
+        assert configure_runtime() == 3 == torch.get_num_threads()
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: torch keeps its one thread
+        torch.set_num_threads(1)
+        assert configure_runtime() == 1
+    finally:
+        torch.set_num_threads(threads)
+        sys.setswitchinterval(interval)
