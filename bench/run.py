@@ -4,7 +4,9 @@
 docs/benchmarks.md. ``--quick`` (``make bench-quick``) is a smoke pass of the whole suite on the
 default model with small sizes; it writes bench/out/quick/ and leaves docs/ alone. ``--only`` /
 ``--skip`` choose scripts; results of scripts not run are kept from the previous results file.
-``--collect`` runs nothing and gathers the result files the scripts last wrote.
+``--collect`` runs nothing and gathers the result files the scripts last wrote; ``--add FILE``
+adds the result of a script run by hand (e.g. ``python -m bench.learning.run --runs dpo_small``,
+a re-measured subset). A whole run (no ``--only``/``--skip``) starts a fresh results file.
 """
 
 from __future__ import annotations
@@ -84,18 +86,31 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run nothing: gather the scripts' last result files (bench/out/<mode>/NAME.json)",
     )
+    p.add_argument(
+        "--add",
+        nargs="*",
+        metavar="RESULT.json",
+        help="run nothing else: add these result files of single scripts to the results",
+    )
     args = p.parse_args(argv)
+    if args.add:
+        args.only = ""  # nothing to run
     mode = "quick" if args.quick else "full"
     folder = OUT / mode
     results_path = folder / "results.json" if args.quick else BENCH_DIR / "results.json"
     docs = folder / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md"
-    only = set(args.only.split(",")) if args.only else None
+    only = set(filter(None, args.only.split(","))) if args.only is not None else None
     skip = set(args.skip.split(",")) if args.skip else set()
     unknown = ((only or set()) | skip) - {n for n, *_ in SCRIPTS}
     if unknown:
         p.error(f"unknown script(s): {', '.join(sorted(unknown))}")
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    benches = dict(previous.get("benches", {}))
+    # a whole run starts afresh; a partial one keeps what earlier runs measured
+    partial = only is not None or skip or args.collect or args.add
+    benches = dict(previous.get("benches", {})) if partial else {}
+    for extra in args.add or []:  # e.g. a re-measured subset: python -m bench.learning.run --runs
+        data = json.loads(Path(extra).read_text())
+        benches[data["name"]] = data
     start = time.perf_counter()
     for name, module, minutes in SCRIPTS:
         if (only is not None and name not in only) or name in skip:

@@ -35,6 +35,7 @@ from bench.common import (
 from bench.learning import evaluate, plots
 from bench.learning.prompts import heldout_prompts, train_prompts
 
+PLAN_KEYS = ("dpo_large", "dpo_small", "reward", "rloo", "reinforce")
 TARGETS = {  # issue #6
     "dpo_large_se": 5.0, "dpo_large_time_s": 300.0, "dpo_small_se": 2.0,
     "rloo_se": 2.0, "rloo_time_s": 900.0,
@@ -116,7 +117,14 @@ def main(argv: list[str] | None = None) -> dict:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--rater", default=None, help="rater spec (default core.raters:sentiment; "
                    "--smoke: bench.learning.raters:text_hash, which separates a tiny model's outputs)")  # fmt: skip
+    p.add_argument("--runs", default=None, help="comma-separated training runs to do (default "
+                   "all): " + ", ".join(PLAN_KEYS) + "; a subset is reported as its own benchmark "
+                   "(learning_<runs>), with its own plots")  # fmt: skip
     args = p.parse_args(argv)
+    chosen = args.runs.split(",") if args.runs else list(PLAN_KEYS)
+    unknown = set(chosen) - set(PLAN_KEYS)
+    if unknown or ("rloo" in chosen and "reward" not in chosen):
+        p.error(f"--runs: unknown {sorted(unknown)}" if unknown else "--runs: rloo needs reward")
     use_bench_home()
     from core.generation import GenerationParams
     from core.models import load_model
@@ -130,7 +138,15 @@ def main(argv: list[str] | None = None) -> dict:
         "bench.learning.raters:text_hash" if args.smoke else "core.raters:sentiment"
     )
     score = load_rater(rater)
-    res = Result("learning", "Learning proof (held-out rater score)", mode)
+    if args.runs:
+        res = Result(
+            f"learning_{'_'.join(chosen)}",
+            f"Learning proof, re-measured: {', '.join(chosen)}",
+            mode,
+        )
+    else:
+        res = Result("learning", "Learning proof (held-out rater score)", mode)
+    res.details["runs"] = chosen
     res.details["rater"] = rater
     folder = workdir(args, "learning")
     train_db, eval_db = folder / "train.db", folder / "heldout.db"
@@ -204,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, dict[str, Any]] = {}
     train_store = ProjectStore(train_db)
     for key, algo, label, extra in plan:
+        if key not in chosen:
+            continue
         if key == "rloo":
             if runs.get("reward", {}).get("checkpoint") is None:
                 runs[key] = {"label": label, "algo": algo, "error": "no reward model"}
@@ -282,15 +300,16 @@ def _report(res: Result, args, size, data, timings, evals, runs) -> None:
         res.notes.append("matplotlib is not installed (pip install -e '.[bench]'): no plots.")
         return
     out = plots_dir(args)
+    stem = "learning" if res.name == "learning" else res.name
     curves = [{"label": r["label"], "algo": r["algo"], "metrics": r.get("metrics", {})}
               for r in runs.values() if r.get("metrics")]  # fmt: skip
     if curves:
-        res.plots.append(str(plots.reward_vs_step(curves, out / "learning_reward_vs_step.png")))
+        res.plots.append(str(plots.reward_vs_step(curves, out / f"{stem}_reward_vs_step.png")))
     groups = [("base", evals["base"].scores)] + [
         (runs[k]["label"], evals[k].scores) for k in runs if k in evals
     ]
     res.plots.append(
-        str(plots.score_distributions(groups, out / "learning_scores.png", res.details["rater"]))
+        str(plots.score_distributions(groups, out / f"{stem}_scores.png", res.details["rater"]))
     )
     res.notes.append(
         f"Rater {res.details['rater']}; {size['train']} training prompts, "
@@ -315,19 +334,24 @@ def _row(label: str, run: dict | None, s: dict, gain: dict | None) -> dict[str, 
 
 
 def _gain_figure(res: Result, runs: dict, key: str, label: str, target: float | None) -> None:
+    if key not in res.details["runs"]:
+        return  # not asked for (--runs)
     run = runs.get(key, {})
     gain = run.get("gain")
     if not gain:
         res.figure(f"learn.{key}_se", label, None, "SE", target=target,
                    note=f"not measured: {run.get('error', 'did not run')}")  # fmt: skip
         return
-    note = f"{gain['gain']:+.3f} (95% CI {gain['lo']:+.3f} to {gain['hi']:+.3f}), {run.get('ratings')} ratings"
+    used = f", {run['ratings']} ratings" if run.get("ratings") else ""
+    note = f"{gain['gain']:+.3f} (95% CI {gain['lo']:+.3f} to {gain['hi']:+.3f}){used}"
     if target is not None and gain["z"] < target:
         note += "; " + _cause(run)
     res.figure(f"learn.{key}_se", label, gain["z"], "SE", target=target, note=note)
 
 
 def _time_figure(res: Result, runs: dict, key: str, label: str, target: float) -> None:
+    if key not in res.details["runs"]:
+        return
     run = runs.get(key, {})
     value = run.get("train_s")
     res.figure(f"learn.{key}_time", label, value, "s", target=target, better="lower", digits=0,
