@@ -60,10 +60,10 @@ def _value(benches: dict[str, Any], bench: str, key: str) -> float | None:
     return None
 
 
-def derived_causes(benches: dict[str, Any]) -> dict[str, str]:
+def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
     """Causes of short learning figures that follow from other measured figures: a policy that
     barely moved from the base model, an RLOO run on a reward model no better than chance."""
-    causes: dict[str, str] = {}
+    causes: dict[tuple[str, str], str] = {}
     for name, b in benches.items():
         if not name.startswith("learning"):
             continue
@@ -93,7 +93,7 @@ def derived_causes(benches: dict[str, Any]) -> dict[str, str]:
                 why.append(f"its reward model ranks only {acc['value']:.0f}% of held-out pairs right "
                            f"({acc['note']}), so RLOO chased a reward that barely tracks the rater")  # fmt: skip
             if why:
-                causes[fig["key"]] = "; ".join(why)
+                causes[(name, fig["key"])] = "; ".join(why)
     return causes
 
 
@@ -149,7 +149,7 @@ def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
         for fig in b.get("figures", []):
             value = f"{fmt(fig['value'], fig.get('digits', 1))} {fig['unit']}"
             note = fig.get("note", "").replace("|", "/")
-            why = derived.get(fig["key"])
+            why = derived.get((name, fig["key"]))
             if why:
                 note += f"{'; ' if note else ''}{why}"
             if fig["status"] == "short" and fig["unit"] in ("s", "tok/s") and slower:

@@ -31,7 +31,7 @@ SCRIPTS = (
     ("store_speed", "bench.store_speed", 15),
     ("cold_start", "bench.cold_start", 10),
     ("memory", "bench.memory", 10),
-    ("latency", "bench.latency", 10),
+    ("latency", "bench.latency", 20),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
     ("learning", "bench.learning.run", 100),
 )
