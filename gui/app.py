@@ -155,10 +155,16 @@ def configure_runtime() -> int:
     import torch
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    cores = os.cpu_count() or 1
-    if cores > 1 and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
+    if not torch.cuda.is_available():
+        torch.set_num_threads(background_threads(torch.get_num_threads()))
     return torch.get_num_threads()
+
+
+def background_threads(current: int) -> int:
+    """Torch CPU threads for background model work: one core fewer than the machine has (at
+    least one, never more than ``current``)."""
+    cores = os.cpu_count() or 1
+    return max(1, min(current, cores - 1)) if cores > 1 else current
 
 
 def ask_annotator(settings: QSettings) -> str | None:
