@@ -45,7 +45,7 @@ from core.trainers.config import (  # noqa: F401 - the public config API lives h
     default_lr,
     field_help,
 )
-from core.trainers.context import Tally
+from core.trainers.context import PreparationCancelled, Tally
 from core.trainers.objectives import (
     DPOObjective,
     KTOObjective,
@@ -95,6 +95,7 @@ def train(
     exploding gradients) or runs out of memory is marked failed and raises ``TrainingError``.
     """
     session = setup_session(store, config, resume_run_id, progress, OBJECTIVES)
+    session.ctx.cancel = cancel
     try:
         yield from _loop(session, cancel, pause)
     except TrainingError as e:
@@ -122,7 +123,11 @@ def _loop(
 ) -> Iterator[StepMetrics]:
     cfg, acc, ctx, objective = s.config, s.accelerator, s.ctx, s.objective
     params = [p for p in ctx.model.parameters() if p.requires_grad]
-    s.prepare_training()  # reference pass, resume state, optimizer; may take a while
+    try:
+        s.prepare_training()  # reference pass, resume state, optimizer; may take a while
+    except PreparationCancelled:
+        s.set_status("stopped", "stopped while preparing, before the first step")
+        return
     s.set_status("running")
     for step in range(s.step, s.total_steps):
         _wait_while_paused(s, pause, cancel)

@@ -242,6 +242,26 @@ def test_pause_stop_and_resume_continue_the_same_run(rated, tiny_model_dir):
     other.close()
 
 
+def test_stop_during_the_reference_pass_stops_before_the_first_step(rated, tiny_model_dir):
+    """The reference pass over a few hundred pairs takes a minute on a CPU: Stop must not wait."""
+
+    class SetAfter(threading.Event):  # becomes set once the reference pass has begun
+        looks = 0
+
+        def is_set(self):
+            self.looks += 1
+            return self.looks > 1
+
+    cancel = SetAfter()
+    cfg = make_config("dpo", tiny_model_dir, steps=4)
+    assert list(train(rated, cfg, cancel=cancel)) == []
+    run = rated.db["runs"].get(1)
+    assert run["status"] == "stopped" and "before the first step" in run["message"]
+    assert rated.count("checkpoints") == 0 and rated.count("metrics") == 0
+    resumed = list(train(rated, None, resume_run_id=run["id"]))  # starts again from step 0
+    assert [m.step for m in resumed] == [1, 2, 3, 4]
+
+
 def test_paused_status_is_visible_while_waiting(rated, tiny_model_dir):
     pause = threading.Event()
     gen = train(rated, make_config("dpo", tiny_model_dir, steps=2), pause=pause)
