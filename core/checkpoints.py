@@ -275,7 +275,7 @@ def load_reward_model(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from core.models import load_model, parse_dtype, pick_device
-    from core.trainers.reward_model import LoadedRewardModel, to_reward_model
+    from core.trainers.reward_model import LoadedRewardModel, pooling_of, to_reward_model
 
     rec = latest_checkpoint(store, kind="reward") if ref is None else store.checkpoint(ref)
     if rec is None:
@@ -303,7 +303,17 @@ def load_reward_model(
     else:
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=dt)
     model.to(dev).eval()
-    return LoadedRewardModel(model, tokenizer, dev, rec["id"])
+    pooling = pooling_of(model, _run_config(folder))
+    return LoadedRewardModel(model, tokenizer, dev, rec["id"], pooling=pooling)
+
+
+def _run_config(folder: Path) -> dict[str, Any]:
+    """A checkpoint's training config (``run_config.json``); {} when missing or unreadable."""
+    try:
+        data = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def restore_weights(model: Any, folder: Path) -> None:

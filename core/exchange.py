@@ -199,7 +199,37 @@ def model_card(
         "## Final metrics", "", *_table(metrics or {}, "metric"), "",
         "## How to load", "", "```python", *_load_snippet(form, reward, hub_base), "```", "",
     ]  # fmt: skip
+    if reward:
+        lines += _pooling_lines(config.get("pooling") or "last", form)
     return "\n".join(lines)
+
+
+def _pooling_lines(pooling: str, form: str) -> list[str]:
+    """How a reward model's score is computed (``core.trainers.reward_model``, pooling)."""
+    if pooling != "mean":
+        return ["## How it scores", "", "The score of a prompt and response is the model's output "
+                "on the chat-formatted prompt followed by the response (no end-of-turn token): "
+                "the head on the last token, as `transformers` computes it.", ""]  # fmt: skip
+    lines = ["## How it scores", "", "This reward model was trained with **mean pooling**: the "
+             "score is its head applied to the mean of the *response* tokens' last hidden states "
+             "(prompt chat-formatted, response appended, no end-of-turn token). "
+             "`AutoModelForSequenceClassification`'s own output reads the last token instead, so "
+             "compute the score like this:", ""]  # fmt: skip
+    if form == "adapter":
+        return lines[:-1] + [" RLHF Studio does this in `core.checkpoints.load_reward_model`.", ""]
+    return lines + [
+        "```python", "import torch", "",
+        "def reward(model, tokenizer, prompt, response):",
+        '    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],',
+        "                                         tokenize=False, add_generation_prompt=True)",
+        '    p = tokenizer(text, add_special_tokens=False)["input_ids"]',
+        '    r = tokenizer(response, add_special_tokens=False)["input_ids"]',
+        "    with torch.no_grad():",
+        "        body = getattr(model, model.base_model_prefix)",
+        "        hidden = body(torch.tensor([p + r])).last_hidden_state[0]",
+        "        return model.score(hidden[len(p):].mean(0)).item()",
+        "```", "",
+    ]  # fmt: skip
 
 
 _FORMS = {

@@ -11,8 +11,10 @@ pairs): DPO with full fine-tuning gained +8 standard errors at lr 3e-5 and only 
 on all linear layers with alpha/r = 2 needs about 10x the full fine-tuning rate to move as far in
 the same steps ("LoRA without regret", Thinking Machines 2025), so 3e-4. The reward model's scalar
 head starts random and must learn from scratch, so it gets a higher rate (TRL's RewardTrainer
-also defaults to 1e-4 for full fine-tuning). Online RL (rloo) and REINFORCE take a smaller step
-than DPO: their gradients are noisier (sampled rewards) and every step moves the sampler too.
+also defaults to 1e-4 for full fine-tuning). Online RL (rloo) takes a smaller step than DPO: its
+gradients are noisier (sampled rewards) and every step moves the sampler too. REINFORCE on human
+scores learns offline from fixed samples, as DPO does, and gets DPO's rates: at 1e-4 with LoRA
+(200 VADER scores, 50 steps) the policy barely moved (KL 0.96 nats, gain -0.3 SE).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ DEFAULT_LR: dict[str, tuple[float, float]] = {
     "kto": (3e-5, 3e-4),
     "reward": (5e-5, 5e-4),
     "rloo": (1e-5, 1e-4),
-    "reinforce": (1e-5, 1e-4),
+    "reinforce": (3e-5, 3e-4),
 }
 # Passes over the data when --steps is not given. DPO on ~150 pairs: 2 epochs (TRL's measured
 # +8 SE run) fit in the 5-minute CPU budget of issue #6.
@@ -169,6 +171,18 @@ class RewardConfig(TrainConfig):
     use_margin: bool = _f(
         True, "subtract each pair's score margin inside the loss (pairs from scores)", "reward"
     )
+    pooling: str = _f(
+        "mean",
+        "what the head reads: the mean of the response's tokens (better from few ratings), or "
+        "the last token (what transformers' own sequence classifier computes)",
+        "reward",
+        choices=("mean", "last"),
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pooling not in ("mean", "last"):
+            raise UserError(f"pooling {self.pooling!r} is not mean or last")
 
 
 @dataclass

@@ -143,7 +143,7 @@ class RewardObjective(Objective):
 
     def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         batch = ctx.collate([self.seqs[i][0] for i in idx] + [self.seqs[i][1] for i in idx])
-        rewards = ctx.module(batch.input_ids, batch.attention_mask)  # (2B,)
+        rewards = ctx.module(batch.input_ids, batch.attention_mask, batch.completion_mask)  # (2B,)
         rc, rr = rewards[: len(idx)], rewards[len(idx) :]
         margin = self.margins[idx].to(rc.device) if ctx.config.use_margin else None
         loss, _ = bradley_terry_loss(rc, rr, margin)

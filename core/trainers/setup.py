@@ -139,7 +139,7 @@ class Session:
             self.step = self.last_saved = int(state["step"])
             self.say(f"Resuming run {self.run_id} at step {self.step} of {self.total_steps}.")
         module = (
-            RewardScores(ctx.model)
+            RewardScores(ctx.model, cfg.pooling)
             if self.objective.kind == "reward"
             else CompletionLogps(ctx.model)
         )
@@ -202,7 +202,7 @@ def _load_policy(store: ProjectStore, cfg: TrainConfig, acc: Any, progress: Any)
     cfg.model = loaded.spec  # checkpoint:latest is recorded as the id it meant
     model, tokenizer = loaded.model, loaded.tokenizer
     if cfg.algo == "reward":
-        model = to_reward_model(model, tokenizer.pad_token_id)
+        model = to_reward_model(model, tokenizer.pad_token_id, cfg.pooling)
     if cfg.lora:
         model = _add_lora(model, cfg)
     for m in model.modules():  # TRL does the same: dropout would make policy != reference at 0

@@ -151,7 +151,11 @@ def test_trivial_preference_is_learned_with_lora(rated, tiny_model_dir, tmp_path
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # every adapter moved off its init
 
 
-def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_path, pooling):
+    """A full reward checkpoint loads in transformers unchanged and gives the app's scores: its
+    own sequence-classifier output for `last` pooling, its head on the mean of the response
+    tokens' hidden states for `mean` (the recipe the model card gives)."""
     from transformers import AutoModelForSequenceClassification
 
     from core.checkpoints import load_reward_model
@@ -159,8 +163,9 @@ def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_p
     from core.trainers.reward_model import score_texts
 
     steps = run_all(rated, make_config("reward", tiny_model_dir, lora=False, steps=6,
-                                       learning_rate=3e-3))  # fmt: skip
+                                       learning_rate=3e-3, pooling=pooling))  # fmt: skip
     rm = load_reward_model(rated, f"checkpoint:{steps[-1].checkpoint_id}", device="cpu")
+    assert rm.pooling == pooling  # recorded with the checkpoint
     prompts = ["What is the capital of France?", "Say hello."]
     good, bad = score_texts(rm, prompts, [GOOD, GOOD]), score_texts(rm, prompts, [BAD, BAD])
     assert min(good) > max(bad)
@@ -168,10 +173,45 @@ def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_p
         rated.checkpoint(rm.checkpoint_id)["path"]
     )
     text = format_prompt(rm.tokenizer, [{"role": "user", "content": prompts[0]}])
-    ids = rm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids += rm.tokenizer(GOOD, add_special_tokens=False)["input_ids"]
+    prompt_ids = rm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = prompt_ids + rm.tokenizer(GOOD, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        assert hf(torch.tensor([ids])).logits.item() == pytest.approx(good[0], abs=1e-4)
+        if pooling == "last":
+            hf_score = hf(torch.tensor([ids])).logits.item()
+        else:  # the recipe the exported model card gives, run as written
+            from core.exchange import export_checkpoint
+
+            export_checkpoint(rated, rm.checkpoint_id, tmp_path / "rm")
+            card = (tmp_path / "rm" / "README.md").read_text(encoding="utf-8")
+            recipe = card.split("## How it scores")[1].split("```python")[1].split("```")[0]
+            namespace: dict = {}
+            exec(recipe, namespace)  # noqa: S102 - our own card's snippet
+            hf_score = namespace["reward"](hf, rm.tokenizer, prompts[0], GOOD)
+    assert hf_score == pytest.approx(good[0], abs=1e-4)
+
+
+def test_reward_pooling_reads_the_response(tiny_model_dir):
+    """Mean pooling averages the response tokens only (the prompt and padding do not count);
+    a row without response tokens falls back to its last real token."""
+    from transformers import AutoModelForCausalLM
+
+    from core.trainers.batching import Seq, collate
+    from core.trainers.reward_model import RewardScores, to_reward_model
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = to_reward_model(lm, 0, "mean").eval()
+    seqs = [Seq([5, 6, 7], [8, 9]), Seq([5, 6], [8, 9, 10, 11]), Seq([5, 6, 7, 8], [])]
+    batch = collate(seqs, 0, "cpu")
+    with torch.no_grad():
+        got = RewardScores(model, "mean")(batch.input_ids, batch.attention_mask,
+                                          batch.completion_mask)  # fmt: skip
+        for row, s in enumerate(seqs):
+            hidden = model.model(torch.tensor([s.prompt + s.completion])).last_hidden_state[0]
+            pooled = hidden[len(s.prompt) :].mean(0) if s.completion else hidden[-1]
+            assert got[row].item() == pytest.approx(model.score(pooled).item(), abs=1e-5)
+        last = RewardScores(model, "last")(batch.input_ids, batch.attention_mask)
+        assert last[2].item() == pytest.approx(got[2].item(), abs=1e-6)
+        assert not torch.allclose(last[:2], got[:2])
 
 
 def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
