@@ -68,6 +68,7 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
         if not name.startswith("learning"):
             continue
         rows = {r["policy"]: r for r in b.get("details", {}).get("table", [])}
+        row_of = b.get("details", {}).get("figure_rows", {})  # figure key -> its table row
         moved = [
             r["KL to base"] for r in rows.values() if r.get("gain / SE", 0) and r["gain / SE"] >= 2
         ]
@@ -75,11 +76,13 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
         for fig in b.get("figures", []):
             if fig["status"] != "short" or not fig["key"].endswith("_se"):
                 continue
-            row = rows.get(
-                fig["label"]
-                .replace(" gain,", ",")
-                .replace(" gain (reward model)", " with the reward model")
-            )
+            row = rows.get(row_of.get(fig["key"], ""))
+            if row is None:  # results written before figure_rows: match the figure's label
+                row = rows.get(
+                    fig["label"]
+                    .replace(" gain,", ",")
+                    .replace(" gain (reward model)", " with the reward model")
+                )
             why = []
             if (
                 row
@@ -97,27 +100,38 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
     return causes
 
 
+def cpu_factors(benches: dict[str, Any]) -> dict[str, float]:
+    """How many times slower this CPU ran each reference workload than the target's CPU."""
+    trl = _value(benches, "dpo_vs_trl", "dpo.trl_s_step")
+    plain = _value(benches, "gen_speed", "gen.plain_k8")
+    factors = {}
+    if plain:
+        factors["plain"] = REFERENCE["plain_k8_tok_s"] / plain
+    if trl:
+        factors["trl"] = trl / REFERENCE["trl_s_step"]
+    return factors
+
+
 def _slower(benches: dict[str, Any]) -> str:
     """ "N.Nx slower than the target's CPU" from the cleaner reference (generation) if measured."""
-    plain = _value(benches, "gen_speed", "gen.plain_k8")
-    if plain:
-        return f"{REFERENCE['plain_k8_tok_s'] / plain:.1f}x slower than the target's CPU"
-    trl = _value(benches, "dpo_vs_trl", "dpo.trl_s_step")
-    return f"{trl / REFERENCE['trl_s_step']:.1f}x slower than the target's CPU" if trl else ""
+    factors = cpu_factors(benches)
+    factor = factors.get("plain") or factors.get("trl")
+    return f"{factor:.1f}x slower than the target's CPU" if factor else ""
 
 
 def cpu_scale(benches: dict[str, Any]) -> list[str]:
     """How fast this CPU is against the one the time targets were set on, from the same
     reference workloads measured on both: the time targets read in that light."""
-    trl = _value(benches, "dpo_vs_trl", "dpo.trl_s_step")
-    plain = _value(benches, "gen_speed", "gen.plain_k8")
+    factors = cpu_factors(benches)
     rows = []
-    if trl:
+    if "trl" in factors:
+        trl = _value(benches, "dpo_vs_trl", "dpo.trl_s_step")
         rows.append(f"| TRL DPOTrainer, s/step (64 pairs, batch 8, full, fp32) | {trl:.1f} | "
-                    f"~{REFERENCE['trl_s_step']:g} | {trl / REFERENCE['trl_s_step']:.1f}x slower |")  # fmt: skip
-    if plain:
+                    f"~{REFERENCE['trl_s_step']:g} | {factors['trl']:.1f}x slower |")  # fmt: skip
+    if "plain" in factors:
+        plain = _value(benches, "gen_speed", "gen.plain_k8")
         rows.append(f"| plain `model.generate`, 1 prompt x K=8, tok/s | {plain:.0f} | "
-                    f"~{REFERENCE['plain_k8_tok_s']:g} | {REFERENCE['plain_k8_tok_s'] / plain:.1f}x slower |")  # fmt: skip
+                    f"~{REFERENCE['plain_k8_tok_s']:g} | {factors['plain']:.1f}x slower |")  # fmt: skip
     if not rows:
         return []
     return [

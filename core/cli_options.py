@@ -34,6 +34,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-type", choices=["sigmoid", "ipo"], default=None, help="DPO loss")
     p.add_argument("--label-smoothing", type=float, default=None, help="cDPO label smoothing")
     p.add_argument("--kl-coef", type=float, default=None, help="KL penalty (rloo, reinforce)")
+    p.add_argument(
+        "--pooling",
+        choices=["mean", "last"],
+        default=None,
+        help="reward model: the head reads the mean of the response tokens (default) or the last "
+        "token (transformers' own pooling)",
+    )
     lora = p.add_mutually_exclusive_group()
     lora.add_argument(
         "--lora",

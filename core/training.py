@@ -225,6 +225,7 @@ _CLI_FIELDS = {  # argparse dest -> config field
     "label_smoothing": "label_smoothing", "kl_coef": "kl_coef", "max_length": "max_length",
     "reward_model": "reward_model", "rater": "rater", "save_every": "save_every", "seed": "seed",
     "gradient_checkpointing": "gradient_checkpointing", "annotators": "annotators",
+    "pooling": "pooling",
 }  # fmt: skip
 
 

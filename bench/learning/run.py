@@ -342,6 +342,7 @@ def _gain_figure(res: Result, runs: dict, key: str, label: str, target: float | 
         res.figure(f"learn.{key}_se", label, None, "SE", target=target,
                    note=f"not measured: {run.get('error', 'did not run')}")  # fmt: skip
         return
+    res.details.setdefault("figure_rows", {})[f"learn.{key}_se"] = run["label"]  # its table row
     used = f", {run['ratings']} ratings" if run.get("ratings") else ""
     note = f"{gain['gain']:+.3f} (95% CI {gain['lo']:+.3f} to {gain['hi']:+.3f}){used}"
     if target is not None and gain["z"] < target:

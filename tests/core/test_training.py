@@ -410,6 +410,11 @@ def test_train_command(rated, tiny_model_dir, capsys):
     assert json.loads(rated.db["runs"].get(1)["config"])["learning_rate"] == 0.01
     code = main.main(["--db", db, "train", "--algo", "reward", "--beta", "0.2"])
     assert code == 2 and "--beta does not apply to --algo reward" in capsys.readouterr().err
+    code = main.main(["--db", db, "train", "--algo", "dpo", "--pooling", "last"])
+    assert code == 2 and "--pooling does not apply to --algo dpo" in capsys.readouterr().err
+    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "reward", "--steps", "1",
+                      "--model", str(tiny_model_dir), "--pooling", "last"])  # fmt: skip
+    assert code == 0 and json.loads(rated.db["runs"].get(2)["config"])["pooling"] == "last"
     code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--resume", "1",
                       "--steps", "3"])  # fmt: skip
     assert code == 0 and rated.count("metrics", "run_id = 1 AND name = 'loss'") == 3
