@@ -15,7 +15,8 @@ from typing import Any
 from bench.common import BENCH_DIR, REPO
 
 ORDER = ("gen_speed", "dpo_vs_trl", "learning", "latency", "store_speed", "memory", "cold_start")
-STATUS = {"pass": "pass", "short": "**short**", "info": "—", "missing": "not measured"}
+STATUS = {"pass": "pass", "short": "**short**", "info": "—", "missing": "not measured",
+          "superseded": "superseded"}  # fmt: skip
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -152,12 +153,36 @@ def cpu_scale(benches: dict[str, Any]) -> list[str]:
     ]
 
 
+def superseded(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(benchmark, figure key) -> the newer benchmark that measured the same figure again.
+
+    A re-measured subset (``bench.learning.run --runs``, added with ``bench.run --add``) repeats
+    some figures of the whole run, for example after a default changed: the newest measurement
+    of a figure counts, the older one stays in the report marked superseded."""
+    newest: dict[str, tuple[str, str]] = {}
+    for name, b in benches.items():
+        for fig in b.get("figures", []):
+            seen = newest.get(fig["key"])
+            if seen is None or b.get("started", "") > benches[seen[0]].get("started", ""):
+                newest[fig["key"]] = (name, b.get("started", ""))
+    return {
+        (name, fig["key"]): benches[newest[fig["key"]][0]].get("title", newest[fig["key"]][0])
+        for name, b in benches.items()
+        for fig in b.get("figures", [])
+        if newest[fig["key"]][0] != name
+    }
+
+
+def status_of(fig: dict[str, Any], bench: str, old: dict[tuple[str, str], str]) -> str:
+    return "superseded" if (bench, fig["key"]) in old else fig["status"]
+
+
 def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "| Benchmark | Figure | Value | Target | Status | Cause / note |",
         "|---|---|---:|---|---|---|",
     ]
-    slower, derived = _slower(benches), derived_causes(benches)
+    slower, derived, old = _slower(benches), derived_causes(benches), superseded(benches)
     for name in _ordered(benches):
         b = benches[name]
         for fig in b.get("figures", []):
@@ -166,11 +191,15 @@ def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
             why = derived.get((name, fig["key"]))
             if why:
                 note += f"{'; ' if note else ''}{why}"
-            if fig["status"] == "short" and fig["unit"] in ("s", "tok/s") and slower:
+            status = status_of(fig, name, old)
+            if status == "short" and fig["unit"] in ("s", "tok/s") and slower:
                 note += f"{'; ' if note else ''}this CPU is {slower} (see above)"
+            if status == "superseded":
+                was = f"was {fig['status']}: " if fig["status"] in ("pass", "short") else ""
+                note = f're-measured in "{old[(name, fig["key"])]}"; {was}{note}'
             lines.append(
                 f"| {b['title']} | {fig['label']} | {value} | {target_text(fig)} | "
-                f"{STATUS.get(fig['status'], fig['status'])} | {note} |"
+                f"{STATUS.get(status, status)} | {note} |"
             )
         if b.get("error"):
             why = " ".join(b["error"].split())[:200].replace("|", "/")
@@ -297,8 +326,12 @@ def render(results: dict[str, Any], docs_dir: Path) -> str:
     first = next((b for b in benches.values() if b.get("machine")), {})
     machine = results.get("machine") or first.get("machine", {})
     modes = sorted({b.get("mode", "full") for b in benches.values()})
+    old = superseded(benches)
     shortfalls = [
-        f for b in benches.values() for f in b.get("figures", []) if f["status"] == "short"
+        f
+        for name, b in benches.items()
+        for f in b.get("figures", [])
+        if status_of(f, name, old) == "short"
     ]
     lines = [
         "# Benchmarks",

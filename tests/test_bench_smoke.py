@@ -62,3 +62,21 @@ def test_suite_runner_rejects_unknown_scripts(capsys):
     with pytest.raises(SystemExit):
         run.main(["--only", "no_such_benchmark"])
     assert "unknown script" in capsys.readouterr().err
+
+
+def test_report_counts_the_newest_measurement_of_a_figure(tmp_path):
+    """A re-measured subset supersedes the whole run's figure: the older one is shown, marked,
+    and no longer counted short."""
+    from bench import report
+
+    def bench(name, started, value, status):
+        fig = {"key": "learn.rloo_se", "label": "RLOO gain", "value": value, "unit": "SE",
+               "target": 2.0, "status": status, "note": ""}  # fmt: skip
+        return {"name": name, "title": name.title(), "started": started, "figures": [fig]}
+
+    benches = {"learning": bench("learning", "2026-11-29T11:00", -1.0, "short"),
+               "learning_rloo": bench("learning_rloo", "2026-11-29T15:00", 2.5, "pass")}  # fmt: skip
+    assert report.superseded(benches) == {("learning", "learn.rloo_se"): "Learning_Rloo"}
+    text = report.render({"generated": "now", "benches": benches}, docs_dir=tmp_path)
+    assert "## Summary (0 figure(s) short of target)" in text
+    assert '| superseded | re-measured in "Learning_Rloo"; was short' in text
