@@ -23,7 +23,7 @@ import sqlite_utils
 from core.errors import UserError
 
 SCHEMA_VERSION = 1
-SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_NOTADB = 26  # sqlite3.DatabaseError.sqlite_errorcode of a file that is not a database
 RATING_KINDS = ("score", "pairwise", "rank", "thumbs", "rewrite", "flag", "skip")
 FLAG_REASONS = ("unsafe", "private data", "gibberish", "wrong language", "other")
 PAIRWISE_CHOICES = ("a", "b", "tie", "both_bad")
@@ -165,24 +165,19 @@ MIGRATIONS = [_migrate_0_to_1]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
-def _check_is_sqlite(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head != SQLITE_HEADER:
-        raise ProjectError(
-            f"{path} is not an RLHF Studio project file (not an SQLite database). "
-            "Choose a .db project file, or a new file name to start a project."
-        )
-
-
 def read_schema_version(path: Path) -> int | None:
     """The schema version of an existing project file, read without writing to it.
 
-    None when the file is SQLite but has no RLHF Studio metadata (an empty file counts as 0)."""
+    None when the file is SQLite but has no RLHF Studio metadata (an empty file counts as 0).
+
+    Only SQLite itself may open the file: a plain ``open()`` + ``close()`` of a database file
+    drops every POSIX lock this process holds on it (fcntl locks belong to the process, not the
+    descriptor). Then another process that closes its last connection takes the file for its
+    own, checkpoints and deletes the write-ahead log under this process's open connections, and
+    their later commits become invisible to everyone else or corrupt the file (it happened: a
+    second store opened in one process while another process read the project).
+    """
     path = Path(path)
-    _check_is_sqlite(path)
     if not path.exists() or path.stat().st_size == 0:
         return 0
     try:
@@ -200,6 +195,11 @@ def read_schema_version(path: Path) -> int | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_NOTADB or "not a database" in str(e):
+            raise ProjectError(
+                f"{path} is not an RLHF Studio project file (not an SQLite database). "
+                "Choose a .db project file, or a new file name to start a project."
+            ) from e
         raise ProjectError(f"{path} cannot be read as a project file ({e}).") from e
 
 

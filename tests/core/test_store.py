@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,30 @@ def test_checkpoint_latest_needs_a_policy_checkpoint(store):
     assert store.checkpoint("checkpoint:latest")["id"] == cid
     with pytest.raises(ProjectError, match="does not exist"):
         store.checkpoint("checkpoint:42")
+
+
+def test_opening_a_second_store_keeps_the_write_ahead_log_safe(tmp_path):
+    """Regression: opening a store once read the file header with open()/close(), which drops
+    every POSIX lock this process holds on the file. Another process closing its connection then
+    checkpointed and deleted the write-ahead log under our open connection, and what we committed
+    afterwards was invisible to other processes (and, in a longer run, corrupted the file)."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "p.db"
+    first = ProjectStore(db)
+    first.conn.execute("CREATE TABLE t (x)")
+    first.conn.execute("INSERT INTO t VALUES (0)")
+    ProjectStore(db).close()  # e.g. a worker thread's own store
+    count = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "print(c.execute('SELECT count(*) FROM t').fetchone()[0]); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", count, str(db)], check=True, capture_output=True)
+    assert Path(f"{db}-wal").exists()  # still ours: the other process did not take it away
+    for i in range(50):
+        first.conn.execute("INSERT INTO t VALUES (?)", (i,))
+    seen = subprocess.run([sys.executable, "-c", count, str(db)], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    assert seen.stdout.strip() == "51"
+    first.close()
