@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     results_path = folder / "results.json" if args.quick else BENCH_DIR / "results.json"
     docs = folder / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md"
     only = set(filter(None, args.only.split(","))) if args.only is not None else None
+    if args.add and only is None:
+        only = set()  # --add adds result files and re-renders; it measures nothing else
     skip = set(args.skip.split(",")) if args.skip else set()
     unknown = ((only or set()) | skip) - {n for n, *_ in SCRIPTS}
     if unknown:
