@@ -303,11 +303,11 @@ def load_reward_model(
     else:
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=dt)
     model.to(dev).eval()
-    pooling = pooling_of(model, _run_config(folder))
+    pooling = pooling_of(model, run_config(folder))
     return LoadedRewardModel(model, tokenizer, dev, rec["id"], pooling=pooling)
 
 
-def _run_config(folder: Path) -> dict[str, Any]:
+def run_config(folder: Path) -> dict[str, Any]:
     """A checkpoint's training config (``run_config.json``); {} when missing or unreadable."""
     try:
         data = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))

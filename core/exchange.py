@@ -164,7 +164,9 @@ def model_card(
     """README.md for an exported checkpoint: what it is, how it was trained, how to load it."""
     run = _run(store, rec.get("run_id"))
     folder = folder or _checkpoint_folder(store, rec)
-    config = _as_dict(_json_file(folder / "run_config.json") or _loads(run.get("config")))
+    from core.checkpoints import run_config
+
+    config = run_config(folder) or _as_dict(_loads(run.get("config")))
     metrics = {
         **_final_metrics(store, rec),
         **_as_dict(rec.get("metrics")),
@@ -324,13 +326,6 @@ def _load_snippet(form: str, reward: bool, base: str) -> list[str]:
         f"model = AutoModelForCausalLM.from_pretrained({path})",
         f"tokenizer = AutoTokenizer.from_pretrained({path})",
     ]
-
-
-def _json_file(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

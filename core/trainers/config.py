@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from core.errors import UserError
+from core.trainers.reward_model import POOLINGS
 
 ALGOS = ("reward", "dpo", "kto", "rloo", "reinforce")
 
@@ -176,12 +177,12 @@ class RewardConfig(TrainConfig):
         "what the head reads: the mean of the response's tokens (better from few ratings), or "
         "the last token (what transformers' own sequence classifier computes)",
         "reward",
-        choices=("mean", "last"),
+        choices=POOLINGS,
     )
 
     def validate(self) -> None:
         super().validate()
-        if self.pooling not in ("mean", "last"):
+        if self.pooling not in POOLINGS:
             raise UserError(f"pooling {self.pooling!r} is not mean or last")
 
 
