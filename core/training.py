@@ -94,10 +94,9 @@ def train(
     person can fix raise ``UserError`` before any run row is written; a run that diverges (NaN,
     exploding gradients) or runs out of memory is marked failed and raises ``TrainingError``.
     """
-    session = setup_session(store, config, resume_run_id, progress, OBJECTIVES)
-    session.ctx.cancel = cancel
+    session = setup_session(store, config, resume_run_id, progress, OBJECTIVES, cancel)
     try:
-        yield from _loop(session, cancel, pause)
+        yield from _loop(session, pause)
     except TrainingError as e:
         session.set_status("failed", str(e))
         raise
@@ -118,10 +117,9 @@ def train(
         raise
 
 
-def _loop(
-    s: Session, cancel: threading.Event | None, pause: threading.Event | None
-) -> Iterator[StepMetrics]:
+def _loop(s: Session, pause: threading.Event | None) -> Iterator[StepMetrics]:
     cfg, acc, ctx, objective = s.config, s.accelerator, s.ctx, s.objective
+    cancel = ctx.cancel
     params = [p for p in ctx.model.parameters() if p.requires_grad]
     try:
         s.prepare_training()  # reference pass, resume state, optimizer; may take a while

@@ -237,6 +237,7 @@ def setup_session(
     resume_run_id: int | None,
     progress: Any,
     objectives: dict[str, type[Objective]],
+    cancel: Any = None,
 ) -> Session:
     from accelerate.utils import broadcast_object_list, set_seed
 
@@ -263,7 +264,7 @@ def setup_session(
     model, tokenizer = _load_policy(store, cfg, acc, progress)
     if rating_ids is None:
         rating_ids = _snapshot(store, acc)
-    ctx = Context(store, cfg, acc, tokenizer, model, rating_ids)
+    ctx = Context(store, cfg, acc, tokenizer, model, rating_ids, cancel=cancel)
     objective = objectives[cfg.algo](ctx)
     total = cfg.steps or objective.steps_for(cfg, acc.num_processes)
     if done >= total:
