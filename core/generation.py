@@ -95,7 +95,7 @@ def generate_texts(
     tok = loaded.tokenizer
     k = params.per_prompt
     texts = [format_prompt(tok, m) for m in prompts]
-    if _lean_path_applies(loaded.model):
+    if lean_path_applies(loaded.model):
         rows = _sample_shared_prefill(loaded, texts, params, seed, cancel)
     else:
         texts_k = [t for t in texts for _ in range(k)]
@@ -114,7 +114,7 @@ def generate_texts(
 
 
 # Generation-config fields whose non-default values need a logits processor of model.generate.
-_PROCESSOR_DEFAULTS: dict[str, Any] = {
+PROCESSOR_DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
     "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
     "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
@@ -123,15 +123,23 @@ _PROCESSOR_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _lean_path_applies(model: Any) -> bool:
+def lean_loop_can_drive(model: Any) -> bool:
+    """Whether ``sample_continuations`` can run this model: decoder-only, with ``cache`` and
+    ``position_ids`` arguments."""
     if getattr(model.config, "is_encoder_decoder", False):
         return False
     names = inspect.signature(model.forward).parameters
-    if "cache" not in names or "position_ids" not in names:
+    return "cache" in names and "position_ids" in names
+
+
+def lean_path_applies(model: Any) -> bool:
+    """Whether ``generate_texts`` samples like ``model.generate`` on the lean loop: the loop can
+    drive the model and its generation config asks for no extra logits processor."""
+    if not lean_loop_can_drive(model):
         return False
     gc = getattr(model, "generation_config", None)
     return gc is None or all(
-        getattr(gc, key, default) in (default, None) for key, default in _PROCESSOR_DEFAULTS.items()
+        getattr(gc, key, default) in (default, None) for key, default in PROCESSOR_DEFAULTS.items()
     )
 
 
@@ -177,14 +185,49 @@ def _sample_shared_prefill(
     seed: int | None,
     cancel: threading.Event | None = None,
 ) -> list[list[int]]:
-    """K rows per prompt: one prefill per prompt, its KV cache repeated K times, then a decode
-    loop that samples like ``model.generate`` (temperature, then top-k, then top-p)."""
+    """K rows per prompt through ``sample_continuations``, sampling like ``model.generate``
+    (temperature, then the model's top-k, then top-p)."""
+    tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
+    return sample_continuations(
+        model, enc["input_ids"], enc["attention_mask"], k=params.per_prompt,
+        max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+        top_k=_default_top_k(model), top_p=params.top_p, stop_ids=_stop_ids(loaded),
+        pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0, generator=gen,
+        cancel=cancel,
+    )  # fmt: skip
+
+
+def sample_continuations(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    k: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    stop_ids: set[int],
+    pad_id: int,
+    generator: torch.Generator,
+    cancel: threading.Event | None = None,
+) -> list[list[int]]:
+    """K continuations of each left-padded prompt row: ``max_new_tokens`` ids per row, ``pad_id``
+    after the row's first stop id. Rows ``i*K .. i*K+K-1`` continue prompt ``i``.
+
+    One prefill per prompt, its KV cache repeated K times, then a decode loop in which finished
+    rows leave the batch. ``top_k = 0`` and ``top_p = 1`` sample from the whole distribution at
+    ``temperature`` (what online RL needs: its log-probs use that distribution). The model must
+    take ``cache`` and ``position_ids`` (``lean_loop_can_drive``); a peft model's base model with
+    its adapters in place does. Raises ``GenerationCancelled`` when ``cancel`` is set.
+    """
     from transformers import DynamicCache  # here: importing core.generation stays cheap
 
-    tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
-    k, max_new = params.per_prompt, params.max_new_tokens
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-    mask = enc["attention_mask"]  # (P, T) left-padded
+    dev = input_ids.device
+    mask = attention_mask  # (P, T) left-padded
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     extra = (
@@ -193,27 +236,23 @@ def _sample_shared_prefill(
         else {}
     )
     out = model(
-        input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, cache=cache,
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
         use_cache=True, **extra,
     )  # fmt: skip
     cache.batch_repeat_interleave(k)
     logits = out.logits[:, -1].repeat_interleave(k, dim=0)  # (B, V), B = P * K
     mask = mask.repeat_interleave(k, dim=0)
     position = positions[:, -1:].repeat_interleave(k, dim=0) + 1  # (B, 1)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
-    top_k = _default_top_k(model)
-    stop = torch.tensor(sorted(_stop_ids(loaded)), device=dev)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    tokens = torch.full((logits.shape[0], max_new), pad, dtype=torch.long, device=dev)
+    stop = torch.tensor(sorted(stop_ids), device=dev)
+    tokens = torch.full((logits.shape[0], max_new_tokens), pad_id, dtype=torch.long, device=dev)
     rows = torch.arange(logits.shape[0], device=dev)  # which output row each batch row is
-    for t in range(max_new):
+    for t in range(max_new_tokens):
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled
-        nxt = _pick(logits, params.temperature, top_k, params.top_p, gen)  # (b,)
+        nxt = _pick(logits, temperature, top_k, top_p, generator)  # (b,)
         tokens[rows, t] = nxt
         alive = ~torch.isin(nxt, stop)
-        if t == max_new - 1 or not bool(alive.any()):
+        if t == max_new_tokens - 1 or not bool(alive.any()):
             break
         if not bool(alive.all()):  # finished rows leave the batch: no more compute for them
             keep = alive.nonzero().squeeze(1)
@@ -245,6 +284,8 @@ def _pick(
     if temperature <= 0:
         return logits.argmax(dim=-1)
     scores = logits.float() / temperature
+    if top_k <= 0 and top_p >= 1.0:  # the whole distribution: no sort needed
+        return torch.multinomial(scores.softmax(dim=-1), 1, generator=gen).squeeze(-1)
     if 0 < top_k < scores.shape[-1]:
         values, index = torch.topk(scores, top_k, dim=-1)  # sorted, largest first
     else:

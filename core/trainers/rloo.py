@@ -167,27 +167,47 @@ class RLOOObjective(Objective):
                               "kl": float(kl.mean())}  # fmt: skip
 
     def _sample(self, ctx: Context, prompts: list[list[int]]) -> list[list[int]]:
+        """K completions per prompt from the current policy at ``temperature``, each cut after
+        its first end-of-sequence token."""
+        from core.generation import PROCESSOR_DEFAULTS, lean_loop_can_drive, sample_continuations
+
         cfg, model = ctx.config, ctx.model
         eos, pad = ctx.tokenizer.eos_token_id, ctx.pad_id
-        rows = [p for p in prompts for _ in range(self.k)]
+        # a peft model's base model runs with its adapters in place
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        lean = lean_loop_can_drive(base)  # whatever the model's generation config says
+        per_chunk = max(1, max(cfg.batch_size, self.k) // self.k)  # prompts per forward
+        gen = torch.Generator(device=ctx.device)
+        gen.manual_seed(int(torch.randint(2**31, (1,))))  # from the rollout's seed
         out: list[list[int]] = []
         was_training = model.training
         model.eval()  # also turns gradient checkpointing off, so generation can use its cache
         try:
-            for start in range(0, len(rows), max(cfg.batch_size, self.k)):
-                chunk = rows[start : start + max(cfg.batch_size, self.k)]
+            for start in range(0, len(prompts), per_chunk):
+                chunk = prompts[start : start + per_chunk]
                 width = max(len(r) for r in chunk)
                 ids = torch.full((len(chunk), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
                 for i, r in enumerate(chunk):  # left padding for generation
                     ids[i, width - len(r) :] = torch.tensor(r)
                     mask[i, width - len(r) :] = 1
-                gen = model.generate(
-                    input_ids=ids.to(ctx.device), attention_mask=mask.to(ctx.device),
-                    do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                    max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
-                )  # fmt: skip
-                for row in gen[:, width:].tolist():
+                ids, mask = ids.to(ctx.device), mask.to(ctx.device)
+                if lean:
+                    rows = sample_continuations(
+                        base, ids, mask, k=self.k, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, top_k=0, top_p=1.0, stop_ids={eos},
+                        pad_id=pad, generator=gen,
+                    )  # fmt: skip
+                else:  # models the lean loop cannot drive; none of the config's processors
+                    gen_ids = model.generate(
+                        **PROCESSOR_DEFAULTS,
+                        input_ids=ids.repeat_interleave(self.k, dim=0),
+                        attention_mask=mask.repeat_interleave(self.k, dim=0),
+                        do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                        max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
+                    )  # fmt: skip
+                    rows = gen_ids[:, width:].tolist()
+                for row in rows:
                     cut = row.index(eos) + 1 if eos in row else len(row)
                     out.append(row[:cut])
         finally:

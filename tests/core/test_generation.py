@@ -116,3 +116,36 @@ def test_cancel_stops_inside_a_batch(project_with_prompts, tiny_model_dir):
         assert store.count("samples") == 0  # the interrupted batch is dropped whole
         assert cancel.checks < 10  # stopped after a few tokens, not after 40 per row
     lm.model.generation_config.repetition_penalty = 1.0
+
+
+def test_whole_distribution_sampling_follows_the_temperature_softmax(tiny_model_dir):
+    """Online RL samples with top_k=0, top_p=1: the tokens must follow softmax(logits / T), the
+    distribution its log-probs are computed from. The mean log-prob of sampled tokens estimates
+    minus the entropy; truncated (top-k) sampling would sit well above it."""
+    import torch
+
+    from core.generation import sample_continuations
+
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    enc = lm.tokenizer(["Say hello."], return_tensors="pt", add_special_tokens=False)
+    temperature, n = 0.8, 4000
+    with torch.no_grad():
+        logits = lm.model(**enc).logits[0, -1].float()
+    logp = (logits / temperature).log_softmax(-1)
+    neg_entropy = float((logp.exp() * logp).sum())
+
+    def mean_and_se(top_k: int) -> tuple[float, float]:
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            rows = sample_continuations(
+                lm.model, enc["input_ids"], enc["attention_mask"], k=n, max_new_tokens=1,
+                temperature=temperature, top_k=top_k, top_p=1.0, stop_ids=set(), pad_id=0,
+                generator=gen,
+            )  # fmt: skip
+        picked = logp[torch.tensor([r[0] for r in rows])]
+        return float(picked.mean()), float(picked.std() / n**0.5)
+
+    mean, se = mean_and_se(0)
+    assert abs(mean - neg_entropy) < 4 * se
+    truncated, se_t = mean_and_se(5)
+    assert truncated - neg_entropy > 4 * se_t  # the check tells the two apart

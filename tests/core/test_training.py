@@ -244,6 +244,50 @@ def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
     assert margin(f"checkpoint:{ckpt}") > margin(str(tiny_model_dir)) + 1.0
 
 
+def test_rloo_samples_from_the_policy_with_its_adapter_and_cuts_at_eos(
+    rated, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The lean sampler drives the peft model's base model, whose layers carry the adapter; the
+    model.generate path (for models the lean loop cannot drive) gives completions of the same
+    shape: K per prompt, each ending at its first end-of-sequence token or at max_new_tokens."""
+    import core.generation
+    from core.trainers.setup import setup_session
+    from core.training import OBJECTIVES
+
+    cfg = make_config("rloo", tiny_model_dir, tmp_path, max_new_tokens=12, num_samples=3)
+    session = setup_session(rated, cfg, None, None, OBJECTIVES)
+    obj, ctx = session.objective, session.ctx
+    eos = ctx.tokenizer.eos_token_id
+    prompts = [obj.tokens.prompt(p) for p in obj.prompt_ids[:3]]
+
+    def sample() -> list[list[int]]:
+        torch.manual_seed(0)
+        rows = obj._sample(ctx, prompts)
+        assert len(rows) == 3 * 3
+        assert all(0 < len(r) <= 12 and eos not in r[:-1] for r in rows)
+        assert all(r[-1] == eos or len(r) == 12 for r in rows)
+        return rows
+
+    with torch.no_grad():  # a large adapter: the policy differs clearly from the base model
+        for name, p in ctx.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 2.0)
+    ids = torch.tensor([prompts[0]])
+    with torch.no_grad():
+        assert torch.equal(ctx.model(input_ids=ids).logits, ctx.model.get_base_model()(ids).logits)
+        with ctx.model.disable_adapter():
+            base = ctx.model(input_ids=ids).logits
+        assert not torch.allclose(base, ctx.model(input_ids=ids).logits)
+    lean = sample()
+    assert sample() == lean  # seeded by the rollout
+    # a repetition penalty in the model's generation config would bend the samples away from
+    # the distribution the log-probs use: rloo ignores it
+    ctx.model.get_base_model().generation_config.repetition_penalty = 1.5
+    assert sample() == lean
+    monkeypatch.setattr(core.generation, "lean_loop_can_drive", lambda model: False)
+    assert sample() != lean  # model.generate draws differently, from the same policy
+
+
 # ---- pause, stop, resume -----------------------------------------------------------------------
 def test_pause_stop_and_resume_continue_the_same_run(rated, tiny_model_dir):
     cfg = make_config("dpo", tiny_model_dir, steps=6, learning_rate=3e-3)
