@@ -32,6 +32,7 @@ LABELS = {
     "abort_grad_norm": "Abort at grad norm",
     "num_samples": "Samples per prompt (K)",
     "ppo_epochs": "Epochs per rollout",
+    "rollouts_per_sampling": "Rollouts per sampling pass",
     "clip_eps": "Clip ε",
     "loss_type": "Loss type",
 }

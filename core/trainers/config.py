@@ -251,6 +251,13 @@ class RLOOConfig(TrainConfig):
     ppo_epochs: int = _f(
         2, "optimizer steps on each batch of samples before sampling again", "rloo"
     )
+    rollouts_per_sampling: int = _f(
+        1,
+        "rollouts sampled in one batched pass; the later ones are used a few steps stale (the "
+        "clipped ratio corrects for it). More is faster where a decoding step costs about the "
+        "same for many rows as for few (a CPU)",
+        "rloo",
+    )
     heldout_fraction: float = _f(
         0.0, "fraction of prompts never trained on (kept for evaluation)", "rloo"
     )
@@ -263,6 +270,10 @@ class RLOOConfig(TrainConfig):
             raise UserError("rloo needs max_new_tokens >= 1 and a temperature above 0")
         if not 0 <= self.heldout_fraction < 1:
             raise UserError(f"heldout_fraction must be in [0, 1), not {self.heldout_fraction}")
+        if self.rollouts_per_sampling < 1:
+            raise UserError(
+                f"rollouts_per_sampling must be at least 1, not {self.rollouts_per_sampling}"
+            )
         if self.reward_model and self.rater:
             raise UserError("give either --reward-model or --rater, not both")
 

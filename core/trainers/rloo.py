@@ -5,8 +5,11 @@ One *rollout*: take the next prompts, sample K responses each from the current p
 (``r − kl_coef · Σ_t (log π_old − log π_ref)``), and take the leave-one-out baseline per prompt.
 Then ``ppo_epochs`` optimizer steps on that rollout with a clipped importance ratio against the
 log-probs the samples were drawn with. A loop *step* is one optimizer step, so a rollout happens
-every ``ppo_epochs`` steps. Log-probs use the sampling temperature, and sampling uses no top-k /
-top-p, so the ratio compares the same distributions that produced the samples.
+every ``ppo_epochs`` steps. ``rollouts_per_sampling`` > 1 samples that many rollouts in one batched
+pass (on a CPU a decoding step costs about the same for 32 rows as for 8); the later ones are then
+used a few steps after they were drawn, which the clipped ratio corrects for. Log-probs use the
+sampling temperature, and sampling uses no top-k / top-p, so the ratio compares the same
+distributions that produced the samples.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class RLOOObjective(Objective):
         self.schedule: list[list[int]] = []
         self.ref_module: Any = None
         self.steps_per_rollout = cfg.ppo_epochs
+        self.n_rollouts = 0
+        self.pending: dict[int, Any] = {}  # rollouts sampled ahead (rollouts_per_sampling > 1)
 
     def describe(self) -> str:
         return f"{len(self.prompt_ids)} prompts × {self.k} samples, scored by {self.source}"
@@ -109,16 +114,16 @@ class RLOOObjective(Objective):
 
     def plan(self, total_steps: int, ctx: Context) -> None:
         acc = ctx.accelerator
-        n_rollouts = math.ceil(total_steps / self.steps_per_rollout)
+        self.n_rollouts = math.ceil(total_steps / self.steps_per_rollout)
         self.schedule = batch_schedule(
             [0] * len(self.prompt_ids), global_batch=self.per_rank * acc.num_processes,
-            n_batches=n_rollouts, seed=ctx.config.seed,
+            n_batches=self.n_rollouts, seed=ctx.config.seed,
         )  # fmt: skip
 
     def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
         rollout = step // self.steps_per_rollout
         if rollout != self.rollout_index:
-            self._rollout(ctx, rollout)
+            self._use_rollout(ctx, rollout)
         bs, n = ctx.config.batch_size, len(self.seqs)
         return [list(range(start, min(start + bs, n))) for start in range(0, n, bs)]
 
@@ -126,14 +131,28 @@ class RLOOObjective(Objective):
         completion = [len(s.completion) for s in self.seqs]
         return token_weighted_parts(ctx, mb, [len(s) for s in self.seqs], completion)
 
+    def _use_rollout(self, ctx: Context, index: int) -> None:
+        if index not in self.pending:  # sample this rollout and the next few in one pass
+            last = min(index + ctx.config.rollouts_per_sampling, max(self.n_rollouts, index + 1))
+            self.pending = self._rollouts(ctx, list(range(index, last)))
+        self.seqs, self.old, self.advantages, self.rollout_stats = self.pending.pop(index)
+        self.rollout_index = index
+
     @torch.no_grad()
-    def _rollout(self, ctx: Context, index: int) -> None:
+    def _rollouts(self, ctx: Context, indices: list[int]) -> dict[int, Any]:
+        """Sample, score and take the sampling log-probs of the rollouts ``indices`` in one pass:
+        index -> (sequences, their log-probs, advantages, reward stats)."""
         cfg, acc = ctx.config, ctx.accelerator
-        chosen = self.schedule[index % len(self.schedule)]
-        pids = [self.prompt_ids[i] for i in chosen[acc.process_index :: acc.num_processes]]
+        groups = []
+        for index in indices:
+            chosen = self.schedule[index % len(self.schedule)]
+            groups.append(
+                [self.prompt_ids[i] for i in chosen[acc.process_index :: acc.num_processes]]
+            )
+        pids = [p for g in groups for p in g]
         prompts = [self.tokens.prompt(p)[-(cfg.max_length - 1) :] for p in pids]
-        torch.manual_seed(cfg.seed * 1_000_003 + index * acc.num_processes + acc.process_index)
-        completions = self._sample(ctx, prompts)  # P*K lists of token ids
+        torch.manual_seed(cfg.seed * 1_000_003 + indices[0] * acc.num_processes + acc.process_index)
+        completions = self._sample(ctx, prompts, len(indices))  # P*K lists of token ids
         eos = ctx.tokenizer.eos_token_id
         texts = [
             ctx.tokenizer.decode([t for t in c if t != eos], skip_special_tokens=True).strip()
@@ -142,14 +161,14 @@ class RLOOObjective(Objective):
         scores = torch.tensor(
             self.score([p for p in pids for _ in range(self.k)], texts), dtype=torch.float32
         )
-        self.seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
-                     for i, c in enumerate(completions)]  # fmt: skip
-        lengths = [len(s) for s in self.seqs]
+        seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
+                for i, c in enumerate(completions)]  # fmt: skip
+        lengths = [len(s) for s in seqs]
         old: dict[int, torch.Tensor] = {}
-        kl = torch.zeros(len(self.seqs))
+        kl = torch.zeros(len(seqs))
         with acc.autocast():
-            for part in ctx.parts(range(len(self.seqs)), lengths, 1, budget_factor=2):
-                batch = ctx.collate([self.seqs[i] for i in part])
+            for part in ctx.parts(range(len(seqs)), lengths, 1, budget_factor=2):
+                batch = ctx.collate([seqs[i] for i in part])
                 flat, _ = policy_logps(CompletionLogps(ctx.model), batch, cfg.temperature)
                 if self.ref_module is None:
                     with ctx.reference():
@@ -158,17 +177,23 @@ class RLOOObjective(Objective):
                     ref, _ = policy_logps(self.ref_module, batch, cfg.temperature)
                 rows = batch.rows(flat).cpu()
                 kl[part] = batch.sums(flat - ref).cpu()
-                old.update({i: rows[k, : len(self.seqs[i].completion)] for k, i in enumerate(part)})
-        self.old = [old[i] for i in range(len(self.seqs))]
-        shaped = scores - cfg.kl_coef * kl  # (P*K,)
-        self.advantages = rloo_advantages(shaped.view(-1, self.k)).flatten()
-        self.rollout_index = index
-        self.rollout_stats = {"reward": float(scores.mean()), "reward_std": float(scores.std()),
-                              "kl": float(kl.mean())}  # fmt: skip
+                old.update({i: rows[k, : len(seqs[i].completion)] for k, i in enumerate(part)})
+        out: dict[int, Any] = {}
+        start = 0
+        for index, group in zip(indices, groups, strict=True):
+            end = start + len(group) * self.k
+            score, drift = scores[start:end], kl[start:end]
+            shaped = score - cfg.kl_coef * drift  # (P*K,)
+            advantages = rloo_advantages(shaped.view(-1, self.k)).flatten()
+            stats = {"reward": float(score.mean()), "reward_std": float(score.std()),
+                     "kl": float(drift.mean())}  # fmt: skip
+            out[index] = (seqs[start:end], [old[i] for i in range(start, end)], advantages, stats)
+            start = end
+        return out
 
-    def _sample(self, ctx: Context, prompts: list[list[int]]) -> list[list[int]]:
+    def _sample(self, ctx: Context, prompts: list[list[int]], rollouts: int = 1) -> list[list[int]]:
         """K completions per prompt from the current policy at ``temperature``, each cut after
-        its first end-of-sequence token."""
+        its first end-of-sequence token; ``rollouts`` rollouts' worth of rows per forward."""
         from core.generation import PROCESSOR_DEFAULTS, lean_loop_can_drive, sample_continuations
 
         cfg, model = ctx.config, ctx.model
@@ -176,7 +201,7 @@ class RLOOObjective(Objective):
         # a peft model's base model runs with its adapters in place
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         lean = lean_loop_can_drive(base)  # whatever the model's generation config says
-        per_chunk = max(1, max(cfg.batch_size, self.k) // self.k)  # prompts per forward
+        per_chunk = max(1, max(cfg.batch_size, self.k) * rollouts // self.k)  # prompts per forward
         gen = torch.Generator(device=ctx.device)
         gen.manual_seed(int(torch.randint(2**31, (1,))))  # from the rollout's seed
         out: list[list[int]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -286,6 +287,27 @@ def test_rloo_samples_from_the_policy_with_its_adapter_and_cuts_at_eos(
     assert sample() == lean
     monkeypatch.setattr(core.generation, "lean_loop_can_drive", lambda model: False)
     assert sample() != lean  # model.generate draws differently, from the same policy
+
+
+def test_rloo_samples_several_rollouts_in_one_pass(rated, tiny_model_dir, tmp_path, monkeypatch):
+    from core.trainers.rloo import RLOOObjective
+
+    passes = []
+    sample = RLOOObjective._sample
+
+    def counting(self, ctx, prompts, rollouts=1):
+        passes.append((len(prompts), rollouts))
+        return sample(self, ctx, prompts, rollouts)
+
+    monkeypatch.setattr(RLOOObjective, "_sample", counting)
+    cfg = make_config("rloo", tiny_model_dir, tmp_path, steps=8, rollouts_per_sampling=3)
+    steps = run_all(rated, cfg)
+    assert [m.step for m in steps] == list(range(1, 9))
+    per_rollout = cfg.batch_size * cfg.grad_accum // cfg.num_samples  # prompts
+    # 4 rollouts of 2 steps each: one pass for rollouts 0-2, one for rollout 3 (the plan's last)
+    assert passes == [(3 * per_rollout, 3), (per_rollout, 1)]
+    assert all(math.isfinite(m.metrics["loss"]) for m in steps)
+    assert rated.db["runs"].get(steps[0].run_id)["status"] == "finished"
 
 
 # ---- pause, stop, resume -----------------------------------------------------------------------
