@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from core.models import ModelLoadError, Progress
+from core.quiet_imports import quiet_import
 from core.store import ProjectStore, now
 
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
@@ -251,6 +252,7 @@ def load_checkpoint_model(
     folder = verify(store, rec)
     if not rec["adapter"]:
         return load_pretrained_folder(str(folder), dtype, False, f"checkpoint:{rec['id']}")
+    quiet_import("peft")
     from peft import PeftModel
 
     if progress:
@@ -295,6 +297,7 @@ def load_reward_model(
     if progress:
         progress(f"Loading reward model checkpoint:{rec['id']}…", 0.1)
     if rec["adapter"]:
+        quiet_import("peft")
         from peft import PeftModel
 
         base = load_model(rec["base_model"], store=store, device="cpu", dtype=_DTYPE_NAMES[dt])

@@ -24,6 +24,7 @@ import platformdirs
 import torch
 
 from core.errors import UserError
+from core.quiet_imports import collector_paused, quiet_import
 
 APP_NAME = "rlhf-studio"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -281,8 +282,12 @@ def load_pretrained_folder(
     name: str, dtype: torch.dtype, trust_remote_code: bool = False, label: str | None = None
 ) -> tuple[Any, Any]:
     """AutoModelForCausalLM + AutoTokenizer from a folder or hub id, with errors for people."""
+    quiet_import("transformers", "transformers.models.auto.modeling_auto")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    )
 
     label = label or name
     try:
@@ -305,6 +310,14 @@ def load_pretrained_folder(
             "not a causal language model; "
             "expected a text-generation model such as Llama, Qwen2, GPT-2 or SmolLM."
         )
+    # the model's code and the tokenizer's, imported without collector pauses (core.quiet_imports);
+    # the model itself is built afterwards, with the collector running
+    quiet_import("transformers.tokenization_utils_tokenizers", optional=True)
+    with collector_paused():
+        try:
+            MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # lazy in transformers: imports the module
+        except (KeyError, ImportError, AttributeError):
+            pass  # remote code, or a model transformers cannot import: from_pretrained says why
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

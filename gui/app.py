@@ -150,10 +150,16 @@ def configure_runtime() -> int:
     the GUI thread take it back sooner (tiny model generating: longest stall 61 → 45 ms, submit →
     next item p95 41 → 26 ms). On a CPU, torch's own threads would also take every core, and the
     GUI thread then waits for the OS scheduler: background model work gets one core fewer than
-    the machine has (docs/benchmarks.md, annotator latency).
+    the machine has (docs/benchmarks.md, annotator latency). And the garbage collector's full
+    collections, which hold the GIL for 0.3-0.5 s once torch and transformers are imported, walk
+    only what was created after start-up (core.quiet_imports).
     """
     import torch
 
+    from core.quiet_imports import freeze_imported
+
+    # what start-up imported (Qt, torch, the app) is never garbage: later full collections skip it
+    freeze_imported()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if not torch.cuda.is_available():
         torch.set_num_threads(background_threads(torch.get_num_threads()))

@@ -28,6 +28,7 @@ from core.checkpoints import (
     save_checkpoint,
 )
 from core.errors import UserError
+from core.quiet_imports import quiet_import
 from core.store import ProjectStore
 from core.trainers.batching import CompletionLogps
 from core.trainers.config import TrainConfig, config_for, config_from_dict
@@ -170,6 +171,7 @@ def _accelerator(cfg: TrainConfig) -> Any:
 
 
 def _add_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    quiet_import("peft")  # core.quiet_imports: no collector pauses while the GUI runs
     from peft import LoraConfig, get_peft_model
 
     target: Any = cfg.lora_target.strip()
@@ -239,6 +241,8 @@ def setup_session(
     objectives: dict[str, type[Objective]],
     cancel: Any = None,
 ) -> Session:
+    # what training needs beyond generation, imported without collector pauses
+    quiet_import("accelerate", "accelerate.utils")
     from accelerate.utils import broadcast_object_list, set_seed
 
     resume_folder, done = None, 0
