@@ -40,6 +40,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model spec (default: the embedded model)")
     p.add_argument("--out", help="write the result JSON here (default: print it)")
     p.add_argument("--workdir", help="scratch folder (default: bench/out/<script>)")
+    p.add_argument(
+        "--again",
+        metavar="WHY",
+        help="a re-measurement after a change: the result is named <script>_again and its title "
+        "says WHY, so that bench.run --add keeps it beside the earlier one (which it supersedes)",
+    )
     return p
 
 
@@ -219,6 +225,7 @@ class Result:
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
     load_before: list[float] = field(default_factory=load_average)
+    commit: str = field(default_factory=lambda: code_version())
     figures: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -258,6 +265,7 @@ class Result:
             "title": self.title,
             "mode": self.mode,
             "started": self.started,
+            "commit": self.commit,
             "seconds": round(time.perf_counter() - self._t0, 1),
             "load_before": self.load_before,
             "load_after": load_average(),
@@ -269,8 +277,26 @@ class Result:
         }
 
 
+def code_version() -> str:
+    """The commit the code under measurement is at, ``+changes`` when the work tree differs."""
+    try:
+        head, changes = (
+            subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+            for cmd in (
+                ["git", "rev-parse", "--short", "HEAD"],
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+            )
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if changes else "")
+
+
 def finish(result: Result, args: argparse.Namespace) -> dict[str, Any]:
     """Write the result JSON to ``--out`` (or print it) and return it."""
+    if getattr(args, "again", None):
+        result.name = f"{result.name}_again"
+        result.title = f"{result.title}, re-measured: {args.again}"
     data = result.to_dict()
     text = json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable)
     if args.out:

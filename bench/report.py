@@ -217,7 +217,8 @@ def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
         f"## {b['title']}",
         "",
         f"`{b['name']}` · {b.get('mode', 'full')} run · {b.get('started', '?')} · "
-        f"{fmt(b.get('seconds'), 0)} s · {load}",
+        + (f"code {b['commit']} · " if b.get("commit") else "")
+        + f"{fmt(b.get('seconds'), 0)} s · {load}",
         "",
     ]
     if b.get("error"):

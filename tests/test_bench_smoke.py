@@ -34,7 +34,7 @@ def test_bench_script_runs(module, tiny_model_dir, tmp_path, smoke_results):
     argv = ["--smoke", "--model", str(tiny_model_dir), "--out", str(out)]
     script.main([*argv, "--workdir", str(tmp_path / "work")])
     result = json.loads(out.read_text())
-    assert result["mode"] == "smoke" and result["machine"]["cores"]
+    assert result["mode"] == "smoke" and result["machine"]["cores"] and result["commit"]
     assert result["figures"], f"{module} reported no figures"
     for fig in result["figures"]:
         assert fig["status"] in ("pass", "short", "info", "missing"), fig
@@ -54,6 +54,16 @@ def test_report_renders_every_result(smoke_results, tmp_path):
         assert f"## {result['title']}" in text
         for fig in result["figures"]:
             assert fig["label"] in text
+
+
+def test_a_re_measurement_is_kept_beside_the_first(tmp_path):
+    script = importlib.import_module("bench.store_speed")
+    out = tmp_path / "again.json"
+    script.main(["--smoke", "--out", str(out), "--workdir", str(tmp_path / "work"),
+                 "--again", "after a fix"])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["name"] == "store_speed_again"
+    assert result["title"].endswith(", re-measured: after a fix")
 
 
 def test_suite_runner_rejects_unknown_scripts(capsys):
