@@ -278,13 +278,15 @@ class Result:
 
 
 def code_version() -> str:
-    """The commit the code under measurement is at, ``+changes`` when the work tree differs."""
+    """The commit the code under measurement is at, ``+changes`` when its code differs from it
+    (results and docs, which benchmarks write, do not count)."""
     try:
         head, changes = (
             subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
             for cmd in (
                 ["git", "rev-parse", "--short", "HEAD"],
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
+                + [":!bench/results.json", ":!docs"],
             )
         )
     except (OSError, subprocess.CalledProcessError):
