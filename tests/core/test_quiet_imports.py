@@ -29,7 +29,7 @@ def module_dir(tmp_path, monkeypatch):
 
 def test_a_new_import_runs_without_collections_and_is_frozen_after(module_dir):
     (module_dir / "quiet_probe_mod.py").write_text(
-        "import gc\nCOLLECTOR_ON = gc.isenabled()\nTABLE = [{'k': i} for i in range(2000)]\n"
+        "import gc\nCOLLECTOR_ON = gc.isenabled()\nTABLE = [[i] for i in range(2000)]\n"
     )
     gc.enable()
     frozen = gc.get_freeze_count()
