@@ -74,6 +74,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
     p.add_argument("--annotators", nargs="*", default=None, help="train only on these annotators")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=None,
+        metavar="FIELD=VALUE",
+        help="any other setting of the Train tab by its field name, e.g. --set forward_tokens=256 "
+        "--set rollouts_per_sampling=4 (repeatable; applied after the options above)",
+    )
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:

@@ -44,6 +44,7 @@ from core.trainers.config import (  # noqa: F401 - the public config API lives h
     config_from_dict,
     default_lr,
     field_help,
+    set_field,
 )
 from core.trainers.context import PreparationCancelled, Tally
 from core.trainers.objectives import (
@@ -238,6 +239,15 @@ def config_from_args(args: Any) -> TrainConfig:
             flag = "--" + dest.replace("_", "-")
             raise UserError(f"{flag} does not apply to --algo {args.algo}.")
         setattr(cfg, name, value)
+    lora = cfg.lora
+    settings = getattr(args, "settings", None) or []
+    for assignment in settings:
+        set_field(cfg, assignment)
+    lr_given = args.lr is not None or any(
+        a.partition("=")[0].strip().replace("-", "_") == "learning_rate" for a in settings
+    )
+    if cfg.lora != lora and not lr_given:  # --set lora=... picks the rate as --lora/--full do
+        cfg.learning_rate = default_lr(args.algo, cfg.lora)
     dtype = getattr(args, "dtype", None)
     if dtype and dtype != "auto":
         if dtype in ("fp16", "float16"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
+
+from core.trainers.config import unwrap_hint
 
 LABELS = {
     "lr_schedule": "LR schedule",
@@ -106,17 +107,9 @@ class FieldEditor:
     set: Callable[[Any], None]
 
 
-def _unwrap(hint: Any) -> tuple[Any, bool]:
-    """(the type, whether None is allowed) of ``int | None``, ``list[str] | None``, ``float``."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return (args[0] if len(args) == 1 else str), True
-    return hint, False
-
-
 def make_editor(f: dataclasses.Field, hint: Any, default: Any, changed: Callable) -> FieldEditor:
     """The widget for one field, its value set to ``default`` and wired to ``changed``."""
-    kind, optional = _unwrap(hint)
+    kind, optional = unwrap_hint(hint)
     origin = typing.get_origin(kind) or kind
     choices = f.metadata.get("choices")
     name = f.name

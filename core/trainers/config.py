@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -350,3 +352,55 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 def field_help(cls_or_cfg: Any) -> dict[str, str]:
     """{field name: help text}, for tooltips and ``--help``."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls_or_cfg)}
+
+
+def unwrap_hint(hint: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of ``int | None``, ``list[str] | None``, ``float``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return hint, False
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def set_field(cfg: TrainConfig, assignment: str) -> None:
+    """Apply one ``FIELD=VALUE`` (the CLI's ``--set``) to ``cfg``, converted to the field's type.
+
+    ``none`` (or nothing) clears a field that may be empty; a list takes comma-separated items."""
+    name, sep, text = assignment.partition("=")
+    name, text = name.strip().replace("-", "_"), text.strip()
+    fields = {f.name: f for f in dataclasses.fields(cfg) if f.name != "algo"}  # that is --algo
+    if not sep or name not in fields:
+        known = ", ".join(sorted(fields))
+        what = f"--set {assignment!r}: " + (
+            f"{name!r} is not a setting of --algo {cfg.algo}" if sep else "write FIELD=VALUE"
+        )
+        raise UserError(f"{what}. Settings: {known}.")
+    kind, optional = unwrap_hint(typing.get_type_hints(type(cfg))[name])
+    f = fields[name]
+    try:
+        if optional and text.lower() in ("", "none"):
+            value: Any = None
+        elif kind is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(text)
+            value = text.lower() in _TRUE
+        elif kind is int:
+            value = int(text)
+        elif kind is float:
+            value = float(text)
+        elif typing.get_origin(kind) is list:
+            value = [item.strip() for item in text.split(",") if item.strip()]
+        else:
+            value = text
+    except ValueError:
+        wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise UserError(
+            f"--set {name}={text}: {name} takes {wanted} ({f.metadata.get('help', '')})."
+        ) from None
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"--set {name}={text}: choose one of {', '.join(map(str, choices))}.")
+    setattr(cfg, name, value)

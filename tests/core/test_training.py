@@ -486,6 +486,39 @@ def test_train_command(rated, tiny_model_dir, capsys):
     assert code == 0 and rated.count("metrics", "run_id = 1 AND name = 'loss'") == 3
 
 
+def test_train_set_reaches_every_setting_with_its_type(rated, tiny_model_dir, capsys):
+    import main
+
+    db = str(rated.path)
+    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--steps", "1",
+                      "--model", str(tiny_model_dir), "--set", "forward_tokens=64",
+                      "--set", "lr_schedule=cosine", "--set", "annotators=ann, carol",
+                      "--set", "min-steps=3", "--set", "lora=false"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads(rated.db["runs"].get(1)["config"])
+    assert (saved["forward_tokens"], saved["lr_schedule"], saved["annotators"]) == (
+        64, "cosine", ["ann", "carol"])  # fmt: skip
+    assert (saved["min_steps"], saved["lora"]) == (3, False)
+    args = main.build_parser().parse_args(
+        ["train", "--algo", "rloo", "--set", "rollouts_per_sampling=4", "--set", "lora=no",
+         "--set", "steps=none", "--set", "bf16=yes"]
+    )  # fmt: skip
+    from core.training import config_from_args, default_lr
+
+    cfg = config_from_args(args)
+    assert (cfg.rollouts_per_sampling, cfg.lora, cfg.steps, cfg.bf16) == (4, False, None, True)
+    assert cfg.learning_rate == default_lr("rloo", False)  # --set lora picks the rate as --full
+    args.settings.append("learning_rate=2e-6")
+    assert config_from_args(args).learning_rate == 2e-6
+    for bad, says in [("forward_tokens=lots", "forward_tokens takes a whole number"),
+                      ("lora=maybe", "lora takes true or false"),
+                      ("lr_schedule=step", "choose one of linear, cosine, constant"),
+                      ("beta=0.2", "'beta' is not a setting of --algo rloo"),
+                      ("algo=dpo", "'algo' is not a setting"), ("forward_tokens", "FIELD=VALUE")]:  # fmt: skip
+        code = main.main(["--db", db, "train", "--algo", "rloo", "--set", bad])
+        assert code == 2 and says in capsys.readouterr().err, bad
+
+
 # ---- options -----------------------------------------------------------------------------------
 def test_gradient_checkpointing_and_bf16_autocast_run(rated, tiny_model_dir):
     plain = run_all(rated, make_config("dpo", tiny_model_dir, steps=2))
