@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from core.models import ModelLoadError, Progress
+from core.models import TOKENIZER_LOCK, ModelLoadError, Progress
 from core.quiet_imports import quiet_import
 from core.store import ProjectStore, now
 
@@ -174,7 +174,8 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}-", dir=run_dir))
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with TOKENIZER_LOCK:  # it may be shared with a thread that is tokenizing
+            tokenizer.save_pretrained(tmp)
         _write_json(tmp / "run_config.json", config)
         with open(tmp / "metrics.jsonl", "w", encoding="utf-8") as f:
             for row in _metrics_history(store, run_id, step):
@@ -245,9 +246,7 @@ def load_checkpoint_model(
     progress: Progress | None = None,
 ) -> tuple[Any, Any]:
     """(causal LM, tokenizer) of a policy checkpoint, ready to generate (adapters merged)."""
-    from transformers import AutoTokenizer
-
-    from core.models import load_model, load_pretrained_folder
+    from core.models import load_model, load_pretrained_folder, load_tokenizer
 
     folder = verify(store, rec)
     if not rec["adapter"]:
@@ -259,7 +258,7 @@ def load_checkpoint_model(
         progress(f"Loading base model {rec['base_model']} for checkpoint:{rec['id']}…", 0.2)
     base = load_model(rec["base_model"], store=store, device="cpu", dtype=_DTYPE_NAMES[dtype])
     model = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
-    return model, AutoTokenizer.from_pretrained(str(folder))
+    return model, load_tokenizer(str(folder))
 
 
 def load_reward_model(

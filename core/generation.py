@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from core.errors import UserError
-from core.models import LoadedModel, format_prompt
+from core.models import LoadedModel, detokenize, format_prompt, tokenize
 from core.store import ProjectStore
 
 
@@ -108,7 +108,7 @@ def generate_texts(
             if t in stop_ids:
                 n = i
                 break
-        text = tok.decode(ids[:n], skip_special_tokens=True).strip()
+        text = detokenize(tok, ids[:n], skip_special_tokens=True).strip()
         results[row // k].append((text, n))
     return results
 
@@ -161,7 +161,8 @@ def _sample_with_generate(
             )
 
     tok, model = loaded.tokenizer, loaded.model
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.device)
+    enc = tokenize(tok, texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = enc.to(loaded.device)
     if seed is not None:
         torch.manual_seed(seed)
     sampling: dict[str, Any] = (
@@ -188,7 +189,7 @@ def _sample_shared_prefill(
     """K rows per prompt through ``sample_continuations``, sampling like ``model.generate``
     (temperature, then the model's top-k, then top-p)."""
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+    enc = tokenize(tok, texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
     return sample_continuations(

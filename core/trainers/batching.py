@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from core.losses import entropy_from_logits, token_logps
-from core.models import format_prompt
+from core.models import format_prompt, tokenize
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Tokens:
         self._samples: dict[int, list[int]] = {}
 
     def encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        return tokenize(self.tok, text, add_special_tokens=False)["input_ids"]
 
     def prompt(self, prompt_id: int) -> list[int]:
         if prompt_id not in self._prompts:

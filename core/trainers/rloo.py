@@ -23,6 +23,7 @@ import torch
 
 from core.errors import UserError
 from core.losses import policy_gradient_loss, rloo_advantages
+from core.models import detokenize
 from core.store import ProjectStore
 from core.trainers.batching import (
     CompletionLogps,
@@ -155,7 +156,7 @@ class RLOOObjective(Objective):
         completions = self._sample(ctx, prompts, len(indices))  # P*K lists of token ids
         eos = ctx.tokenizer.eos_token_id
         texts = [
-            ctx.tokenizer.decode([t for t in c if t != eos], skip_special_tokens=True).strip()
+            detokenize(ctx.tokenizer, [t for t in c if t != eos], skip_special_tokens=True).strip()
             for c in completions
         ]
         scores = torch.tensor(

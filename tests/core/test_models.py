@@ -27,6 +27,58 @@ def test_tiny_folder_loads_on_cpu_fp32(tiny_model_dir):
     assert text.endswith("<|im_start|>assistant\n")
 
 
+def test_a_tokenizer_is_parsed_once_per_content_and_shared(tiny_model_dir, tmp_path):
+    import shutil
+
+    first = load_model(str(tiny_model_dir), device="cpu")
+    again = load_model(str(tiny_model_dir), device="cpu")
+    assert again.tokenizer is first.tokenizer and again.model is not first.model
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")  # same files, another folder
+    assert load_model(str(copy), device="cpu").tokenizer is first.tokenizer
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 77
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    changed = load_model(str(copy), device="cpu").tokenizer
+    assert changed is not first.tokenizer and changed.model_max_length == 77
+
+
+def test_a_shared_tokenizer_serves_threads_with_different_padding(tiny_model_dir):
+    """Generation pads a batch while training encodes single texts and sampling decodes, each on
+    its own thread and through one tokenizer: every result is what a lone thread would get."""
+    import threading
+
+    from core.models import detokenize, tokenize
+
+    tok = load_model(str(tiny_model_dir), device="cpu").tokenizer
+    texts = ["the sea " * n for n in (1, 9, 4, 30)]
+    padded = tokenize(tok, texts, padding=True, return_tensors="pt")["input_ids"].tolist()
+    single = [tokenize(tok, t)["input_ids"] for t in texts]
+    decoded = [detokenize(tok, ids) for ids in single]
+    problems: list[str] = []
+
+    def work(kind: str) -> None:
+        try:
+            for i in range(150):
+                if kind == "pad":
+                    got = tokenize(tok, texts, padding=True, return_tensors="pt")["input_ids"]
+                    ok = got.tolist() == padded
+                elif kind == "one":
+                    ok = tokenize(tok, texts[i % 4])["input_ids"] == single[i % 4]
+                else:
+                    ok = detokenize(tok, single[i % 4]) == decoded[i % 4]
+                if not ok:
+                    problems.append(f"{kind}: wrong result at {i}")
+        except Exception as e:  # noqa: BLE001 - a borrow error of the Rust tokenizer, say
+            problems.append(f"{kind}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in ("pad", "one", "decode") * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+
+
 def test_missing_path_names_the_spec(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(tmp_path / "nope"))
