@@ -188,10 +188,15 @@ def stall_cause(p: dict) -> str:
         return ""
     if p["longest_gc"] >= 0.8 * p["stall"]:
         return f"a garbage collection held the GIL for {p['longest_gc']:.0f} ms"
+    if p["longest_gc"] >= 0.5 * p["stall"]:
+        return (
+            f"mostly a garbage collection: {p['longest_gc']:.0f} ms of the {p['stall']:.0f} ms "
+            "stall"
+        )
     return (
         f"not a garbage collection (the longest took {p['longest_gc']:.0f} ms): a worker thread "
-        "held the GIL in one long C call (in a profile of the model load: the tokenizer's "
-        "Tokenizer.from_file, about 0.2 s)"
+        "held the GIL in one long C call (in a profile of a first model load: the tokenizer's "
+        "Tokenizer.from_file, about 0.2 s; a later load of the same files reuses the tokenizer)"
     )
 
 

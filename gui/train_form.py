@@ -25,7 +25,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.trainers.config import ALGOS, CONFIG_CLASSES, TrainConfig, config_for, default_lr
+from core.trainers.config import (
+    ALGOS,
+    CONFIG_CLASSES,
+    TrainConfig,
+    config_for,
+    default_forward_tokens,
+    default_lr,
+    device_kind,
+)
 from gui.train_fields import LABELS, FieldEditor, make_editor
 
 ALGO_TITLES = {
@@ -165,14 +173,23 @@ class TrainForm(QWidget):
         self.changed.emit(name)
 
     def _follow_lora(self) -> None:
-        """LoRA and full fine-tuning want ~10x different rates: keep the default in step, unless
-        the user chose a rate of their own."""
-        if "learning_rate" not in self.editors or "lora" not in self.editors:
+        """LoRA and full fine-tuning want ~10x different rates, and on a CPU different tokens per
+        pass: keep those defaults in step, unless the user chose a value of their own."""
+        if "lora" not in self.editors:
             return
-        lora, lr = self.editors["lora"].get(), self.editors["learning_rate"]
-        if lr.get() in (default_lr(self.algo, not lora), self._defaults.get("learning_rate")):
-            lr.set(default_lr(self.algo, lora))
-        self._defaults["learning_rate"] = default_lr(self.algo, lora)
+        lora = self.editors["lora"].get()
+        kind = device_kind(self.device)
+        follow = {
+            "learning_rate": lambda use_lora: default_lr(self.algo, use_lora),
+            "forward_tokens": lambda use_lora: default_forward_tokens(kind, use_lora),
+        }
+        for name, default in follow.items():
+            if name not in self.editors:
+                continue
+            editor = self.editors[name]
+            if editor.get() in (default(not lora), self._defaults.get(name)):
+                editor.set(default(lora))
+            self._defaults[name] = default(lora)
         self._defaults["lora"] = lora
 
     # ---- values ---------------------------------------------------------------------------------

@@ -90,3 +90,27 @@ def test_report_counts_the_newest_measurement_of_a_figure(tmp_path):
     text = report.render({"generated": "now", "benches": benches}, docs_dir=tmp_path)
     assert "## Summary (0 figure(s) short of target)" in text
     assert '| superseded | re-measured in "Learning_Rloo"; was short' in text
+
+
+def test_a_non_default_setting_is_reported_beside_the_defaults(capsys):
+    """bench.learning.run --set RUN:FIELD=VALUE names its figures after the setting, so they
+    neither supersede nor get superseded by the default's figures."""
+    from bench import report
+    from bench.common import Result
+    from bench.learning import run
+
+    res = Result("learning_reward_rloo", "Learning proof, re-measured: reward, rloo", "full")
+    res.figure("learn.rloo_se", "RLOO gain", 3.1, "SE", target=2.0)
+    res.details["figure_rows"] = {"learn.rloo_se": "RLOO with the reward model"}
+    run._mark_variant(res, {"rloo": ["rollouts_per_sampling=4"]})
+    variant = res.to_dict()
+    assert variant["name"] == "learning_reward_rloo_rollouts_per_sampling4"
+    key = "learn.rloo_se[rloo: rollouts_per_sampling=4]"
+    assert [f["key"] for f in variant["figures"]] == [key]
+    assert variant["details"]["figure_rows"] == {key: "RLOO with the reward model"}
+    default = {"name": "learning", "title": "Learning", "started": "2026-11-29T11:00",
+               "figures": [{**variant["figures"][0], "key": "learn.rloo_se"}]}  # fmt: skip
+    assert report.superseded({"learning": default, variant["name"]: variant}) == {}
+    with pytest.raises(SystemExit):
+        run.main(["--smoke", "--set", "rollouts_per_sampling=4"])  # no RUN: prefix
+    assert "write RUN:FIELD=VALUE" in capsys.readouterr().err

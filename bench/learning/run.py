@@ -120,7 +120,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--runs", default=None, help="comma-separated training runs to do (default "
                    "all): " + ", ".join(PLAN_KEYS) + "; a subset is reported as its own benchmark "
                    "(learning_<runs>), with its own plots")  # fmt: skip
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="RUN:FIELD=VALUE",
+                   help="a non-default setting for one run, e.g. rloo:rollouts_per_sampling=4 "
+                   "(passed to `train --set`); the figures are then named after it, so that they "
+                   "sit beside the defaults' figures and do not supersede them")  # fmt: skip
     args = p.parse_args(argv)
+    settings: dict[str, list[str]] = {}
+    for item in args.settings:
+        run, sep, assignment = item.partition(":")
+        if not sep or run not in PLAN_KEYS or "=" not in assignment:
+            p.error(f"--set {item!r}: write RUN:FIELD=VALUE with RUN one of {', '.join(PLAN_KEYS)}")
+        settings.setdefault(run, []).append(assignment)
     chosen = args.runs.split(",") if args.runs else list(PLAN_KEYS)
     unknown = set(chosen) - set(PLAN_KEYS)
     if unknown or ("rloo" in chosen and "reward" not in chosen):
@@ -229,7 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
             extra = ["--reward-model", f"checkpoint:{runs['reward']['checkpoint']}"]
         log(f"learning: train {label}")
         try:
-            seconds = cli("train", "--algo", algo, *extra, *steps)
+            changed = [a for setting in settings.get(key, []) for a in ("--set", setting)]
+            seconds = cli("train", "--algo", algo, *extra, *steps, *changed)
         except Exception as e:  # noqa: BLE001 - one failing algorithm must not hide the others
             runs[key] = {"label": label, "algo": algo, "error": str(e)}
             log(f"  FAILED: {e}")
@@ -257,6 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_store.close()
 
     _report(res, args, size, data, timings, evals, runs)
+    if settings:
+        _mark_variant(res, settings)
     return finish(res, args)
 
 
@@ -331,6 +344,23 @@ def _row(label: str, run: dict | None, s: dict, gain: dict | None) -> dict[str, 
         "mean tokens": round(s["mean_tokens"], 1),
         "train s": round(run["train_s"], 0) if run else None,
     }  # fmt: skip
+
+
+def _mark_variant(res: Result, settings: dict[str, list[str]]) -> None:
+    """Name every figure after the non-default settings it was measured with."""
+    tag = "; ".join(f"{run}: {', '.join(items)}" for run, items in settings.items())
+    res.name += "_" + "_".join(
+        a.partition("=")[0] + a.partition("=")[2] for items in settings.values() for a in items
+    )
+    res.title += f" ({tag})"
+    rows = res.details.get("figure_rows", {})
+    for fig in res.figures:
+        old = fig["key"]
+        fig["key"] = f"{old}[{tag}]"
+        fig["label"] += f" ({tag})"
+        if old in rows:
+            rows[fig["key"]] = rows.pop(old)
+    res.details["settings"] = settings
 
 
 def _gain_figure(res: Result, runs: dict, key: str, label: str, target: float | None) -> None:

@@ -50,10 +50,20 @@ DEFAULT_EPOCHS = {"dpo": 2.0, "kto": 2.0, "reward": 2.0, "rloo": 1.0, "reinforce
 # KL 2.2 nats); 38 steps over 150 pairs gained +6.4 SE.
 MIN_STEPS, MAX_EPOCHS = 32, 8.0
 # Tokens per forward pass. Activation memory grows with them (SmolLM2-135M in fp32 keeps ~1.3 MB
-# per token for backward): 512 keeps DPO's peak RSS near 2 GB with LoRA and 3.5 GB with full
-# fine-tuning at batch 8 (one 16-sequence pass needed 5.9 GB), at the same speed on a CPU. A
-# GPU is faster with larger passes.
-FORWARD_TOKENS = {"cpu": 512, "cuda": 16384}
+# per token for backward; one 16-sequence pass needed 5.9 GB). Measured on a CPU (issue #6, DPO,
+# 64 pairs, batch 8, 8 steps, twice each): with LoRA, 512 tokens peaked at 2.60-2.85 GB RSS
+# (malloc keeps much of what the passes free) and 256 at 1.95-1.98 GB for ~9% more time a step;
+# glibc settings and malloc_trim won less memory for more time. Full fine-tuning keeps 512: its
+# weights, gradients and optimizer state dominate (3.75 GB), and smaller passes cost time. A GPU
+# is faster with larger passes.
+FORWARD_TOKENS = {"cpu": 512, "cpu-lora": 256, "cuda": 16384}
+
+
+def default_forward_tokens(kind: str, lora: bool) -> int:
+    """Tokens per forward pass by default on a device kind (cpu, cuda, mps) with LoRA or not."""
+    if kind == "cuda":
+        return FORWARD_TOKENS["cuda"]
+    return FORWARD_TOKENS["cpu-lora" if lora else "cpu"]
 
 
 def _f(default: Any, help: str, group: str = "training", **extra: Any) -> Any:
@@ -308,7 +318,8 @@ def default_lr(algo: str, lora: bool) -> float:
     return low_rank if lora else full
 
 
-def _device_type(device: str | torch.device | None) -> str:
+def device_kind(device: str | torch.device | None) -> str:
+    """cpu, cuda or mps: what ``device`` (None/"auto": the best available) is."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -326,7 +337,7 @@ def config_for(
     """
     if algo not in CONFIG_CLASSES:
         raise UserError(f"--algo {algo!r} is not one of {', '.join(ALGOS)}")
-    kind = _device_type(device)
+    kind = device_kind(device)
     use_lora = (kind != "cuda") if lora is None else lora
     bf16 = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return CONFIG_CLASSES[algo](
@@ -334,7 +345,7 @@ def config_for(
         epochs=DEFAULT_EPOCHS[algo],
         lora=use_lora,
         bf16=bf16,
-        forward_tokens=FORWARD_TOKENS["cuda" if kind == "cuda" else "cpu"],
+        forward_tokens=default_forward_tokens(kind, use_lora),
         device="auto" if device is None else str(device),
     )
 

@@ -95,6 +95,10 @@ def test_configs_have_help_and_device_defaults():
             assert f.metadata.get("help"), f"{algo}.{f.name} has no help text"
         assert config_from_dict(json.loads(json.dumps(cpu.to_dict()))) == cpu
     assert config_for("dpo", "cpu", lora=False).learning_rate == 3e-5
+    # fewer tokens per pass with LoRA on a CPU (peak memory), more on a GPU (speed)
+    assert config_for("dpo", "cpu").forward_tokens == 256
+    assert config_for("dpo", "cpu", lora=False).forward_tokens == 512
+    assert config_for("dpo", "cuda").forward_tokens == 16384
 
 
 # ---- every algorithm ---------------------------------------------------------------------------

@@ -10,7 +10,14 @@ import threading
 import pytest
 from PySide6.QtCore import Qt
 
-from core.trainers.config import DPOConfig, config_for, default_lr, field_help
+from core.trainers.config import (
+    DPOConfig,
+    config_for,
+    default_forward_tokens,
+    default_lr,
+    device_kind,
+    field_help,
+)
 
 GOOD = "Paris is the capital of France."
 BAD = "bad terrible sad bad terrible sad"
@@ -117,6 +124,12 @@ def test_form_follows_the_config_and_the_data_line_follows_algorithm_and_ratings
     form.set_value("learning_rate", default_lr("dpo", form.value("lora")))
     form.set_value("lora", not form.value("lora"))  # the default rate follows LoRA / full
     assert form.value("learning_rate") == default_lr("dpo", form.value("lora"))
+    kind = device_kind(ctx.device)  # and so do the tokens per pass (on a CPU: fewer with LoRA)
+    assert form.value("forward_tokens") == default_forward_tokens(kind, form.value("lora"))
+    form.set_value("forward_tokens", 300)  # a choice of the user's own stays
+    form.set_value("lora", not form.value("lora"))
+    assert form.value("forward_tokens") == 300
+    form.set_value("lora", not form.value("lora"))
 
     form.set_value("batch_size", 3)  # the user's choice carries over to another algorithm
     form.algo_combo.setCurrentIndex(form.algo_combo.findData("kto"))
