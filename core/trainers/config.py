@@ -264,10 +264,11 @@ class RLOOConfig(TrainConfig):
         2, "optimizer steps on each batch of samples before sampling again", "rloo"
     )
     rollouts_per_sampling: int = _f(
-        1,
+        4,
         "rollouts sampled in one batched pass; the later ones are used a few steps stale (the "
         "clipped ratio corrects for it). More is faster where a decoding step costs about the "
-        "same for many rows as for few (a CPU)",
+        "same for many rows as for few (a CPU). Measured (issue #6, 100 steps): 4 gained +4.3 "
+        "SE in 1,398 s where 1 gained +2.5 SE in 1,989 s",
         "rloo",
     )
     heldout_fraction: float = _f(

@@ -223,7 +223,8 @@ def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
     rated, tiny_model_dir, tmp_path
 ):
     run_all(rated, make_config("reward", tiny_model_dir, steps=3))
-    cfg = make_config("rloo", tiny_model_dir, tmp_path, rater=None, steps=4)
+    cfg = make_config("rloo", tiny_model_dir, tmp_path, rater=None, steps=4,
+                      rollouts_per_sampling=1)  # sampled afresh at step 3: KL > 0 there  # fmt: skip
     steps = run_all(rated, cfg)  # reward_model empty: the newest reward checkpoint scores
     run = rated.db["runs"].get(steps[0].run_id)
     assert json.loads(run["config"])["reward_model"] == "checkpoint:1"
