@@ -43,7 +43,9 @@ from core.trainers.config import (  # noqa: F401 - the public config API lives h
     config_for,
     config_from_dict,
     default_lr,
+    device_kind,
     field_help,
+    lora_defaults,
     set_field,
 )
 from core.trainers.context import PreparationCancelled, Tally
@@ -240,14 +242,13 @@ def config_from_args(args: Any) -> TrainConfig:
             raise UserError(f"{flag} does not apply to --algo {args.algo}.")
         setattr(cfg, name, value)
     lora = cfg.lora
-    settings = getattr(args, "settings", None) or []
-    for assignment in settings:
-        set_field(cfg, assignment)
-    lr_given = args.lr is not None or any(
-        a.partition("=")[0].strip().replace("-", "_") == "learning_rate" for a in settings
-    )
-    if cfg.lora != lora and not lr_given:  # --set lora=... picks the rate as --lora/--full do
-        cfg.learning_rate = default_lr(args.algo, cfg.lora)
+    given = {name for dest, name in _CLI_FIELDS.items() if getattr(args, dest, None) is not None}
+    given |= {set_field(cfg, a) for a in getattr(args, "settings", None) or []}
+    if cfg.lora != lora:  # --set lora=...: the defaults that follow it, as --lora/--full give
+        kind = device_kind(getattr(args, "device", None))
+        for name, value in lora_defaults(args.algo, kind, cfg.lora).items():
+            if name not in given:
+                setattr(cfg, name, value)
     dtype = getattr(args, "dtype", None)
     if dtype and dtype != "auto":
         if dtype in ("fp16", "float16"):

@@ -30,9 +30,8 @@ from core.trainers.config import (
     CONFIG_CLASSES,
     TrainConfig,
     config_for,
-    default_forward_tokens,
-    default_lr,
     device_kind,
+    lora_defaults,
 )
 from gui.train_fields import LABELS, FieldEditor, make_editor
 
@@ -179,17 +178,14 @@ class TrainForm(QWidget):
             return
         lora = self.editors["lora"].get()
         kind = device_kind(self.device)
-        follow = {
-            "learning_rate": lambda use_lora: default_lr(self.algo, use_lora),
-            "forward_tokens": lambda use_lora: default_forward_tokens(kind, use_lora),
-        }
-        for name, default in follow.items():
+        before = lora_defaults(self.algo, kind, not lora)
+        for name, value in lora_defaults(self.algo, kind, lora).items():
             if name not in self.editors:
                 continue
             editor = self.editors[name]
-            if editor.get() in (default(not lora), self._defaults.get(name)):
-                editor.set(default(lora))
-            self._defaults[name] = default(lora)
+            if editor.get() in (before[name], self._defaults.get(name)):
+                editor.set(value)
+            self._defaults[name] = value
         self._defaults["lora"] = lora
 
     # ---- values ---------------------------------------------------------------------------------

@@ -59,6 +59,15 @@ MIN_STEPS, MAX_EPOCHS = 32, 8.0
 FORWARD_TOKENS = {"cpu": 512, "cpu-lora": 256, "cuda": 16384}
 
 
+def lora_defaults(algo: str, kind: str, lora: bool) -> dict[str, Any]:
+    """The defaults that follow LoRA/full fine-tuning on a device kind: the learning rate and the
+    tokens per forward pass. The Train form and ``train --set lora=...`` keep these in step."""
+    return {
+        "learning_rate": default_lr(algo, lora),
+        "forward_tokens": default_forward_tokens(kind, lora),
+    }
+
+
 def default_forward_tokens(kind: str, lora: bool) -> int:
     """Tokens per forward pass by default on a device kind (cpu, cuda, mps) with LoRA or not."""
     if kind == "cuda":
@@ -377,8 +386,9 @@ def unwrap_hint(hint: Any) -> tuple[Any, bool]:
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def set_field(cfg: TrainConfig, assignment: str) -> None:
-    """Apply one ``FIELD=VALUE`` (the CLI's ``--set``) to ``cfg``, converted to the field's type.
+def set_field(cfg: TrainConfig, assignment: str) -> str:
+    """Apply one ``FIELD=VALUE`` (the CLI's ``--set``) to ``cfg``, converted to the field's type;
+    returns the field's name.
 
     ``none`` (or nothing) clears a field that may be empty; a list takes comma-separated items."""
     name, sep, text = assignment.partition("=")
@@ -416,3 +426,4 @@ def set_field(cfg: TrainConfig, assignment: str) -> None:
     if choices and value not in choices:
         raise UserError(f"--set {name}={text}: choose one of {', '.join(map(str, choices))}.")
     setattr(cfg, name, value)
+    return name
