@@ -349,9 +349,14 @@ def _row(label: str, run: dict | None, s: dict, gain: dict | None) -> dict[str, 
 def _mark_variant(res: Result, settings: dict[str, list[str]]) -> None:
     """Name every figure after the non-default settings it was measured with."""
     tag = "; ".join(f"{run}: {', '.join(items)}" for run, items in settings.items())
+    old_name = res.name
     res.name += "_" + "_".join(
         a.partition("=")[0] + a.partition("=")[2] for items in settings.values() for a in items
     )
+    for i, plot in enumerate(res.plots):  # plots are named after the result: the default's own
+        path = Path(plot)  # subset run must not overwrite them
+        if path.name.startswith(old_name) and path.exists():
+            res.plots[i] = str(path.rename(path.with_name(res.name + path.name[len(old_name) :])))
     res.title += f" ({tag})"
     rows = res.details.get("figure_rows", {})
     for fig in res.figures:
