@@ -26,6 +26,7 @@ __all__ = [
     "bradley_terry_loss",
     "dpo_loss",
     "entropy_from_logits",
+    "group_baseline",
     "kl_penalty",
     "kto_loss",
     "masked_mean",
@@ -150,6 +151,30 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     k = rewards.size(1)
     baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)
     return rewards - baseline
+
+
+def group_baseline(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out baseline within groups: ``b_i = mean_{j≠i, g_j = g_i} r_j``.
+
+    ``rewards``: ``(N,)`` floats; ``groups``: ``(N,)`` integer ids (e.g. the prompt of each rated
+    sample). A sample alone in its group has no peer to compare with and gets the mean of all
+    rewards instead. ``rewards − group_baseline`` is then :func:`rloo_advantages` for ragged groups:
+    it leaves out what the group (the prompt) contributes to a score. Returns ``(N,)``.
+    """
+    if rewards.dim() != 1 or groups.shape != rewards.shape:
+        raise ValueError(
+            f"group_baseline needs rewards and groups of the same shape (N,), got "
+            f"{tuple(rewards.shape)} and {tuple(groups.shape)}"
+        )
+    _, index = torch.unique(groups, return_inverse=True)
+    n_groups = int(index.max()) + 1 if index.numel() else 0
+    sums = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(0, index, rewards)
+    counts = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(
+        0, index, torch.ones_like(rewards)
+    )
+    peers = counts[index] - 1
+    loo = (sums[index] - rewards) / peers.clamp(min=1)
+    return torch.where(peers > 0, loo, rewards.mean())
 
 
 def kl_penalty(

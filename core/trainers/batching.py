@@ -125,6 +125,18 @@ def collate(seqs: Sequence[Seq], pad_id: int, device: torch.device | str) -> Bat
     return Batch(ids.to(device), mask, completion.to(device), lengths.to(device), n_tokens)
 
 
+def left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as ``(ids, attention_mask)`` padded on the left, as generation wants them: every
+    row's last token sits in the last column."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
 def token_parts(
     items: Sequence[int], lengths: Sequence[int], seqs_per_item: int, budget: int
 ) -> list[list[int]]:

@@ -32,6 +32,7 @@ from core.errors import UserError
 from core.trainers.reward_model import POOLINGS
 
 ALGOS = ("reward", "dpo", "kto", "rloo", "reinforce")
+BASELINES = ("mean", "prompt")  # REINFORCE: what a score is compared with
 
 # (full fine-tuning, LoRA) learning rates; see the module docstring for why.
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -306,11 +307,21 @@ class ReinforceConfig(TrainConfig):
 
     algo: str = _f("reinforce", "training algorithm", "run", choices=ALGOS)
     kl_coef: float = _f(0.05, "KL penalty to the reference model (added to the loss)", "reinforce")
+    baseline: str = _f(
+        "mean",
+        "what each score is compared with: mean = the mean of all scores; prompt = the mean of "
+        "the other scored samples of the same prompt (leave-one-out), so a prompt that draws "
+        "high scores for every answer teaches nothing about the answers",
+        "reinforce",
+        choices=BASELINES,
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.kl_coef < 0:
             raise UserError(f"kl_coef must be 0 or more, not {self.kl_coef}")
+        if self.baseline not in BASELINES:
+            raise UserError(f"baseline {self.baseline!r} is not {' or '.join(BASELINES)}")
 
 
 CONFIG_CLASSES: dict[str, type[TrainConfig]] = {

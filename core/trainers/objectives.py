@@ -20,6 +20,7 @@ from core.errors import UserError
 from core.losses import (
     bradley_terry_loss,
     dpo_loss,
+    group_baseline,
     kl_penalty,
     kto_loss,
     masked_mean,
@@ -285,8 +286,9 @@ class KTOObjective(Objective):
 
 
 class ReinforceObjective(Objective):
-    """REINFORCE on rated samples: advantage = human score − mean score (the baseline), plus a
-    per-token KL penalty (k3) to the reference in the loss.
+    """REINFORCE on rated samples: advantage = human score − baseline, plus a per-token KL penalty
+    (k3) to the reference in the loss. The baseline (``cfg.baseline``) is the mean of all scores,
+    or per prompt the mean of its other scored samples (leave-one-out, as RLOO does).
 
     The samples were drawn earlier (often from the base model), so the KL is a regulariser on
     them rather than a reward term: it pulls every rated sample's log-probs back toward the
@@ -302,11 +304,16 @@ class ReinforceObjective(Objective):
         self.seqs = [tokens.seq(e.prompt_id, e.sample_id) for e in self.examples]
         self.item_lengths = [len(s) for s in self.seqs]
         self.rewards = torch.tensor([e.reward for e in self.examples], dtype=torch.float32)
-        self.baseline = float(self.rewards.mean())
+        self.mean = float(self.rewards.mean())
+        if cfg.baseline == "prompt":
+            prompts = torch.tensor([e.prompt_id for e in self.examples], dtype=torch.long)
+            self.advantages = self.rewards - group_baseline(self.rewards, prompts)
+        else:
+            self.advantages = self.rewards - self.mean
         self.ref: list[torch.Tensor] = []
 
     def describe(self) -> str:
-        return f"{len(self.examples)} scored samples (mean score {self.baseline:.2f})"
+        return f"{len(self.examples)} scored samples (mean score {self.mean:.2f})"
 
     def prepare(self, ctx: Context) -> None:
         raw = CompletionLogps(ctx.model)
@@ -329,7 +336,8 @@ class ReinforceObjective(Objective):
         logps, mask = batch.rows(flat), batch.layout_mask  # (B, L)
         ref = left_aligned([self.ref[i] for i in idx], logps)
         rewards = self.rewards[idx].to(logps.device)
-        pg, _ = policy_gradient_loss(logps, logps.detach(), rewards - self.baseline, mask)
+        advantages = self.advantages[idx].to(logps.device)
+        pg, _ = policy_gradient_loss(logps, logps.detach(), advantages, mask)
         loss = pg + ctx.config.kl_coef * masked_mean(kl_penalty(logps, ref, "k3"), mask)
         tally.add("loss", loss, weight)
         tally.add("reward", rewards)

@@ -31,6 +31,7 @@ from core.trainers.batching import (
     Tokens,
     batch_schedule,
     fit,
+    left_pad,
     policy_logps,
 )
 from core.trainers.context import Context, Tally
@@ -211,13 +212,7 @@ class RLOOObjective(Objective):
         try:
             for start in range(0, len(prompts), per_chunk):
                 chunk = prompts[start : start + per_chunk]
-                width = max(len(r) for r in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for i, r in enumerate(chunk):  # left padding for generation
-                    ids[i, width - len(r) :] = torch.tensor(r)
-                    mask[i, width - len(r) :] = 1
-                ids, mask = ids.to(ctx.device), mask.to(ctx.device)
+                ids, mask = (t.to(ctx.device) for t in left_pad(chunk, pad))
                 if lean:
                     rows = sample_continuations(
                         base, ids, mask, k=self.k, max_new_tokens=cfg.max_new_tokens,
@@ -232,7 +227,7 @@ class RLOOObjective(Objective):
                         do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
                         max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
                     )  # fmt: skip
-                    rows = gen_ids[:, width:].tolist()
+                    rows = gen_ids[:, ids.shape[1] :].tolist()
                 for row in rows:
                     cut = row.index(eos) + 1 if eos in row else len(row)
                     out.append(row[:cut])

@@ -13,6 +13,7 @@ from core.losses import (
     bradley_terry_loss,
     dpo_loss,
     entropy_from_logits,
+    group_baseline,
     kl_penalty,
     kto_loss,
     masked_mean,
@@ -143,6 +144,19 @@ def test_rloo_leave_one_out_baseline():
     assert adv.flatten().tolist() == pytest.approx([-1.5, 0.0, 1.5, -3.0, -3.0, 6.0])
     with pytest.raises(ValueError, match="K >= 2"):
         rloo_advantages(t(1.0, 2.0).view(2, 1))
+
+
+def test_group_baseline_leaves_each_sample_out_of_its_own_group():
+    rewards = t(1.0, 2.0, 3.0, 0.0, 6.0, 9.0)
+    groups = torch.tensor([7, 7, 7, 2, 2, 5])  # ids in any order; group 5 has one sample
+    base = group_baseline(rewards, groups)
+    assert base.tolist() == pytest.approx([2.5, 2.0, 1.5, 6.0, 0.0, 3.5])  # 3.5: mean of all
+    # equal-sized groups: the same advantages as RLOO's
+    even = t(1.0, 2.0, 3.0, 0.0, 0.0, 6.0)
+    adv = even - group_baseline(even, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert adv.tolist() == pytest.approx(rloo_advantages(even.view(2, 3)).flatten().tolist())
+    with pytest.raises(ValueError, match="same shape"):
+        group_baseline(t(1.0, 2.0), torch.tensor([0]))
 
 
 def test_kl_penalty_estimators():

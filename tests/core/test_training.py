@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.errors import UserError
 from core.training import (
     ALGOS,
     StepMetrics,
@@ -248,6 +249,38 @@ def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
         return good - bad
 
     assert margin(f"checkpoint:{ckpt}") > margin(str(tiny_model_dir)) + 1.0
+
+
+@pytest.mark.parametrize("baseline", ["mean", "prompt"])
+def test_reinforce_baseline_compares_a_score_with_all_or_with_its_prompt(
+    project_with_prompts, tiny_model_dir, baseline
+):
+    """A prompt whose answers all score high teaches nothing about answers with the per-prompt
+    (leave-one-out) baseline; with the mean of all scores both of its answers are pushed up."""
+    from core.trainers.setup import setup_session
+    from core.training import OBJECTIVES
+
+    store = project_with_prompts
+    scores = {1: (0.9, 1.0), 2: (0.0, 0.1), 3: (0.5,)}  # prompt 3: one scored answer
+    for pid, values in scores.items():
+        ids = store.add_samples(
+            [{"prompt_id": pid, "text": f"answer {j}", "model": "x"} for j in range(len(values))]
+        )
+        for sid, v in zip(ids, values, strict=True):
+            store.add_rating(annotator="bob", kind="score", sample_ids=[sid],
+                             value={"scores": {"overall": v}})  # fmt: skip
+    cfg = make_config("reinforce", tiny_model_dir, baseline=baseline)
+    obj = setup_session(store, cfg, None, None, OBJECTIVES).objective
+    pairs = zip(obj.examples, obj.advantages.tolist(), strict=True)
+    got = {(e.prompt_id, e.reward): a for e, a in pairs}
+    mean = 0.5  # of all five scores
+    expected = {
+        "mean": {(p, v): v - mean for p, vs in scores.items() for v in vs},
+        "prompt": {(1, 0.9): -0.1, (1, 1.0): 0.1, (2, 0.0): -0.1, (2, 0.1): 0.1, (3, 0.5): 0.0},
+    }[baseline]
+    assert got == pytest.approx(expected)
+    with pytest.raises(UserError, match="baseline 'median' is not mean or prompt"):
+        make_config("reinforce", tiny_model_dir, baseline="median").validate()
 
 
 def test_rloo_samples_from_the_policy_with_its_adapter_and_cuts_at_eos(
