@@ -205,6 +205,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    # torch and the store before the first PySide6 import: from then on PySide6's import hook
+    # (its __feature__ support) reads the source of every module imported, over a thousand of
+    # them for torch (docs/benchmarks.md, cold start)
+    import core.generation  # noqa: F401
+    import core.store  # noqa: F401
     from gui.app import run_app
 
     return run_app(args)

@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 _lock = threading.Lock()
 _depth = 0  # threads inside collector_paused() right now
@@ -72,6 +73,24 @@ def quiet_import(*names: str, optional: bool = False) -> None:
             except ImportError:
                 if not optional:
                     raise
+
+
+def import_without(name: str, *unwanted: str) -> ModuleType:
+    """Import ``name`` while the modules ``unwanted`` (optional dependencies it would load for a
+    feature we never use) cannot be imported; they stay importable afterwards.
+
+    For imports at start-up: another thread importing one of ``unwanted`` at the same moment
+    would get an ImportError.
+    """
+    blocked = [u for u in unwanted if u not in sys.modules]
+    for u in blocked:
+        sys.modules[u] = None  # type: ignore[assignment]  # `import u` raises ImportError
+    try:
+        return importlib.import_module(name)
+    finally:
+        for u in blocked:
+            if u in sys.modules and sys.modules[u] is None:
+                del sys.modules[u]
 
 
 def freeze_imported() -> None:

@@ -18,9 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from core.errors import UserError
+from core.quiet_imports import import_without
+
+# sqlite-utils imports pandas when it is installed (it comes with `datasets`) only to store
+# pandas.Timestamp values as text, which this store never writes; pandas is ~0.4 s of every
+# start-up (docs/benchmarks.md, cold start)
+sqlite_utils = import_without("sqlite_utils", "pandas")
 
 SCHEMA_VERSION = 1
 SQLITE_NOTADB = 26  # sqlite3.DatabaseError.sqlite_errorcode of a file that is not a database

@@ -1,12 +1,13 @@
 """Imports with the garbage collector paused, then frozen (core.quiet_imports)."""
 
 import gc
+import subprocess
 import sys
 import threading
 
 import pytest
 
-from core.quiet_imports import collector_paused, quiet_import
+from core.quiet_imports import collector_paused, import_without, quiet_import
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +78,26 @@ def test_pauses_from_two_threads_resume_only_when_both_have_left():
     release.set()
     t.join(10)
     assert gc.isenabled()
+
+
+def test_import_without_keeps_an_optional_dependency_out_and_importable_after(module_dir):
+    (module_dir / "heavy_optional.py").write_text("LOADED = True\n")
+    (module_dir / "uses_optional.py").write_text(
+        "try:\n    import heavy_optional\nexcept ImportError:\n    heavy_optional = None\n"
+    )
+    mod = import_without("uses_optional", "heavy_optional")
+    assert mod.heavy_optional is None and "heavy_optional" not in sys.modules
+    import heavy_optional  # still importable by whoever needs it later
+
+    assert heavy_optional.LOADED
+
+
+def test_the_store_does_not_load_pandas(tmp_path):
+    """sqlite-utils would import pandas (installed with `datasets`) at every start-up."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys, core.store; assert 'pandas' not in sys.modules, 'pandas was imported'; "
+        f"import pandas; core.store.ProjectStore({str(tmp_path / 'p.db')!r}).close()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
