@@ -279,7 +279,9 @@ def test_reinforce_baseline_compares_a_score_with_all_or_with_its_prompt(
         "prompt": {(1, 0.9): -0.1, (1, 1.0): 0.1, (2, 0.0): -0.1, (2, 0.1): 0.1, (3, 0.5): 0.0},
     }[baseline]
     assert got == pytest.approx(expected)
-    with pytest.raises(UserError, match="baseline 'median' is not mean or prompt"):
+    old_run = {k: v for k, v in cfg.to_dict().items() if k != "baseline"}
+    assert config_from_dict(old_run).baseline == "mean"  # runs from before the setting
+    with pytest.raises(UserError, match="baseline 'median' is not prompt or mean"):
         make_config("reinforce", tiny_model_dir, baseline="median").validate()
 
 
