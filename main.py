@@ -204,12 +204,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gui(args: argparse.Namespace) -> int:
-    # torch and the store before the first PySide6 import: from then on PySide6's import hook
-    # (its __feature__ support) reads the source of every module imported, over a thousand of
-    # them for torch (docs/benchmarks.md, cold start)
+def gui_imports() -> None:
+    """What the GUI imports before its window opens, in the order that costs least: torch and the
+    store before the first PySide6 import, because from then on PySide6's import hook (its
+    __feature__ support) reads the source of every module imported, over a thousand of them for
+    torch (docs/benchmarks.md, cold start)."""
     import core.generation  # noqa: F401
     import core.store  # noqa: F401
+    import gui.app  # noqa: F401
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    gui_imports()
     from gui.app import run_app
 
     return run_app(args)
