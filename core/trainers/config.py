@@ -52,9 +52,10 @@ DEFAULT_EPOCHS = {"dpo": 2.0, "kto": 2.0, "reward": 2.0, "rloo": 1.0, "reinforce
 MIN_STEPS, MAX_EPOCHS = 32, 8.0
 # Tokens per forward pass. Activation memory grows with them (SmolLM2-135M in fp32 keeps ~1.3 MB
 # per token for backward; one 16-sequence pass needed 5.9 GB). Measured on a CPU (issue #6, DPO,
-# 64 pairs, batch 8, 8 steps, twice each): with LoRA, 512 tokens peaked at 2.60-2.85 GB RSS
-# (malloc keeps much of what the passes free) and 256 at 1.95-1.98 GB for ~9% more time a step;
-# glibc settings and malloc_trim won less memory for more time. Full fine-tuning keeps 512: its
+# 64 pairs, batch 8, twice each): with LoRA, 512 tokens peaked at 2.60-2.85 GB RSS (malloc keeps
+# much of what the passes free) and 256 at 1.91-1.98 GB, for more time a step (+8-10% over 8
+# steps in a probe, +29% over 4 steps in the memory bench: more, smaller passes); glibc settings
+# and malloc_trim won less memory for more time. Full fine-tuning keeps 512: its
 # weights, gradients and optimizer state dominate (3.75 GB), and smaller passes cost time. A GPU
 # is faster with larger passes.
 FORWARD_TOKENS = {"cpu": 512, "cpu-lora": 256, "cuda": 16384}
@@ -317,6 +318,7 @@ class ReinforceConfig(TrainConfig):
         "teaches nothing about the answers; mean = the mean of all scores",
         "reinforce",
         choices=BASELINES,
+        before="mean",  # what runs saved before this field existed ran with
     )
 
     def validate(self) -> None:
@@ -375,15 +377,18 @@ def config_for(
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config from its JSON (a run's ``config`` column); unknown keys are ignored."""
+    """Rebuild a config from its JSON (a run's ``config`` column); unknown keys are ignored, and a
+    field the JSON lacks takes its ``metadata["before"]`` (the behaviour before the field) if any,
+    else its default."""
     algo = data.get("algo")
     if algo not in CONFIG_CLASSES:
         raise UserError(f"run config has algo {algo!r}, not one of {', '.join(ALGOS)}")
     cls = CONFIG_CLASSES[algo]
     names = {f.name for f in dataclasses.fields(cls)}
     kept = {k: v for k, v in data.items() if k in names}
-    if algo == "reinforce":
-        kept.setdefault("baseline", "mean")  # runs from before the field: resume as they ran
+    for f in dataclasses.fields(cls):  # a field added later: old runs resume as they ran
+        if f.name not in kept and "before" in f.metadata:
+            kept[f.name] = f.metadata["before"]
     return cls(**kept)
 
 
