@@ -211,8 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     from core.models import load_model
     from gui.app import MainWindow, configure_runtime
     from gui.context import AppContext
-    from gui.queue import stop_tasks
-    from gui.workers import Task, running_tasks
+    from gui.workers import Task, running_tasks, stop
 
     app = QApplication.instance() or QApplication([])
     threads = configure_runtime()  # what run_app does: GIL switch interval, torch threads
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         t_end = time.perf_counter() + gen_s
         phases.append(phase("generating (generate_samples in a Task)", panel, clock, gcs,
                             lambda: gen_task.is_running() and time.perf_counter() < t_end, 10_000))  # fmt: skip
-        stop_tasks([gen_task])
+        stop([gen_task])
 
         train_panel = window.tabs.widget(1)
         if hasattr(train_panel, "start"):
@@ -277,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             res.notes.append("The Train tab is not in this build: the training phase was skipped.")
     finally:
-        stop_tasks(running_tasks(), timeout_s=120)
+        stop(running_tasks(), timeout_s=120)
         gcs.close()
         window.close()
         ctx.close()

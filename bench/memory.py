@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = pick(args, 4, 2, 1)
     n_pairs = pick(args, 64, 64, 8)
     pairs = load_pairs(n_pairs, synthetic=args.smoke)
-    from core.trainers.config import default_forward_tokens
+    from core.training.config import default_forward_tokens
 
     rows, step_seconds = [], {}
     # the defaults (on a CPU LoRA passes fewer tokens than full fine-tuning), then LoRA with

@@ -68,7 +68,7 @@ def build_project(path: Path, n_ratings: int, seed: int = 0) -> dict[str, float]
 
 
 def time_exports(path: Path, out: Path) -> dict[str, float]:
-    from core.export import export_ratings
+    from core.exchange.ratings import export_ratings
     from core.store import ProjectStore
 
     times = {}
@@ -82,7 +82,7 @@ def time_exports(path: Path, out: Path) -> dict[str, float]:
 
 
 def time_merge(source: Path, target: Path) -> dict[str, float]:
-    from core.merge import merge_projects
+    from core.exchange.merge import merge_projects
     from core.store import ProjectStore
 
     target.unlink(missing_ok=True)

@@ -9,4 +9,8 @@ class UserError(Exception):
     """Bad input stated for a person: what, where (file/line/field) and what to do."""
 
 
+class ModelLoadError(UserError):
+    """A model spec or checkpoint could not be loaded; the message names it and what was expected."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)

@@ -8,12 +8,11 @@ ready, 1 when it timed out or nothing could be prepared (the PNG then shows what
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QSettings, QTimer
 from PySide6.QtWidgets import (
     QApplication,
     QInputDialog,
@@ -22,33 +21,25 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QTabWidget,
-    QWidget,
 )
 
 from core.errors import UserError
 from gui.context import AppContext
+from gui.data.panel import DataPanel
+from gui.display import check_display
 from gui.fonts import apply_app_fonts
-from gui.queue import stop_tasks
-from gui.rate_panel import RatePanel
+from gui.rate.panel import RatePanel
+from gui.settings_dialog import SettingsDialog
+from gui.train.panel import TrainPanel
 from gui.widgets import ShortcutSheet
-from gui.workers import running_tasks
+from gui.workers import running_tasks, stop_all
 
 ORG = APP = "RLHF Studio"
 TABS = ("rate", "train", "data")
 SCREENSHOT_TIMEOUT_S = 120.0
 GIL_SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
+EXIT_WAIT_S = 120.0  # the longest a closing app waits for background work
 GUI_BUSY_TIMEOUT_MS = 3000  # a locked file fails a rating in 3 s with a message, not a 10 s freeze
-
-
-def _optional_panel(module: str, name: str, ctx: AppContext, title: str) -> QWidget:
-    """The Train / Data panels, or a placeholder while that module is not part of the build."""
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except ImportError as e:
-        label = QLabel(f"The {title} tab is not available in this build ({e}).")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        return label
-    return cls(ctx)
 
 
 class MainWindow(QMainWindow):
@@ -62,8 +53,9 @@ class MainWindow(QMainWindow):
         self.rate_panel = RatePanel(ctx)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.rate_panel, "Rate")
-        self.tabs.addTab(_optional_panel("gui.train_panel", "TrainPanel", ctx, "Train"), "Train")
-        self.tabs.addTab(_optional_panel("gui.data_panel", "DataPanel", ctx, "Data"), "Data")
+        self.tabs.addTab(TrainPanel(ctx), "Train")
+        self.tabs.addTab(DataPanel(ctx), "Data")
+        ctx.settings_requested.connect(self.open_settings)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self._build_status_bar()
@@ -91,12 +83,15 @@ class MainWindow(QMainWindow):
 
     def _build_menu(self) -> None:
         project = self.menuBar().addMenu("&Project")
-        project.addAction("&Settings…", self.rate_panel.view.open_settings)
+        project.addAction("&Settings…", self.open_settings)
         project.addSeparator()
         project.addAction("&Quit", self.close)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("&Keyboard shortcuts", lambda: ShortcutSheet(self).open())
         help_menu.addAction("&Guidelines", self.rate_panel.view.toggle_guidelines)
+
+    def open_settings(self) -> None:
+        SettingsDialog(self.ctx, self).open()
 
     def show_model(self, model: str, device: str) -> None:
         self.model_label.setText(f"Model: {model}")
@@ -198,11 +193,13 @@ def _report(text: str, screenshot: bool) -> None:
 def run_app(args) -> int:
     """Open the window on the project file (args: db, annotator, device, dtype,
     trust_remote_code, screenshot, tab); returns the process exit code."""
-    from core.models import default_project_path
+    from core.paths import default_project_path
 
     screenshot = getattr(args, "screenshot", None)
     if screenshot and not QApplication.instance():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if not QApplication.instance():
+        check_display()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     configure_runtime()
     app.setOrganizationName(ORG)
@@ -251,12 +248,27 @@ def run_app(args) -> int:
 
 
 def stop_background_work() -> None:
-    """Cancel every Task and wait for it: a model load cannot be interrupted, and a thread still
-    running when Python exits aborts the process."""
-    tasks = running_tasks()
-    while not stop_tasks(tasks, timeout_s=5.0):
-        names = ", ".join(sorted({t.name for t in tasks if not t.wait(0)}))
+    """Cancel every Task and wait for it, at most EXIT_WAIT_S in all.
+
+    A model load cannot be interrupted, and a thread still running when Python exits aborts the
+    process; so work that outlasts the wait is abandoned with ``os._exit``. Nothing a person made
+    is lost that way: every rating is committed when it is made, and checkpoints are written to a
+    temp folder and renamed, so an abandoned save leaves no half-written one.
+    """
+    left = stop_all(timeout_s=5.0)
+    if left:
+        names = ", ".join(sorted({t.name for t in left}))
         print(f"waiting for background work ({names}) to finish…", file=sys.stderr)
+        left = stop_all(timeout_s=EXIT_WAIT_S - 5.0)
+    if left:
+        names = ", ".join(sorted({t.name for t in left}))
+        print(
+            f"background work ({names}) did not stop within {EXIT_WAIT_S:.0f} s; quitting "
+            "without it (everything already written to the project file is kept).",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def take_screenshot(window: MainWindow, path: Path, timeout_s: float) -> int:

@@ -21,6 +21,8 @@ class AppContext(QObject):
     """Project settings were edited (rubric, generation settings, guidelines, ...)."""
     data_changed = Signal()
     """Rows were added from outside the Rate tab (import, merge, a finished training run)."""
+    settings_requested = Signal()
+    """Someone asked for the project settings dialog (the main window opens it)."""
     status_message = Signal(str)
     """A short line for the status bar."""
     background_progress = Signal(str, int, int)

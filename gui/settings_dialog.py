@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.context import AppContext
-from gui.rate_view import MODES, guidelines_text
+from gui.rate.texts import MODES, guidelines_text
 
 MODEL_HINT = (
     "default (the embedded SmolLM2-135M-Instruct), a model folder, a .gguf file, a hub id, "

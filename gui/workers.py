@@ -7,22 +7,29 @@
     task.start()
     ...
     task.cancel()                        # sets the cancel flag; the generator stops between units
+    stop([task])                         # cancel and wait, bounded: the one way to stop work
 
 The work function receives a ``threading.Event`` (the cancel flag) and returns an iterator. It runs
 entirely on the worker thread, so anything it opens there (an SQLite connection, a model) belongs
-to that thread. The GUI thread only receives signals.
+to that thread. The GUI thread only receives signals. ``error_text`` turns what ``failed`` carries
+into one line for a person.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+
+from core.errors import UserError
 
 WorkFn = Callable[[threading.Event], Iterator[Any]]
+STOP_TIMEOUT_S = 30.0  # a model load cannot be interrupted; anything else stops between yields
+WAIT_SLICE_MS = 20  # a stop waits in slices, delivering the tasks' signals in between
 
 _live_tasks: set[Task] = set()
 _shutting_down = False
@@ -137,21 +144,36 @@ def running_tasks() -> list[Task]:
     return [t for t in _live_tasks if t.is_running()]
 
 
-def shutdown_all(timeout_ms: int = 30000) -> None:
-    """Cancel every running task and wait for their threads (called when the app closes).
+def error_text(exc: BaseException) -> str:
+    """A person-readable line for an exception from a Task."""
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
-    While it waits no new Task starts, so a slot that runs meanwhile cannot leave a thread behind.
-    """
+
+def stop(tasks: Iterable[Task], timeout_s: float = STOP_TIMEOUT_S) -> list[Task]:
+    """Cancel ``tasks`` and wait until their threads end, at most ``timeout_s``; returns the tasks
+    still running then (empty when all stopped). Their ``finished`` signals are delivered before
+    it returns. Call it from the GUI thread."""
+    tasks = [t for t in tasks if t.is_running()]
+    for task in tasks:
+        task.cancel()
+    deadline = time.monotonic() + timeout_s
+    left = tasks
+    while left:
+        left[0].wait(WAIT_SLICE_MS)  # a blocking wait, then the events that came meanwhile
+        QCoreApplication.processEvents()
+        left = [t for t in left if not t.wait(0)]
+        if left and time.monotonic() > deadline:
+            break
+    QCoreApplication.processEvents()  # the finished signals of the last ones
+    return left
+
+
+def stop_all(timeout_s: float = STOP_TIMEOUT_S) -> list[Task]:
+    """``stop`` every running task (the app is closing); while it waits no new Task starts, so a
+    slot that runs meanwhile cannot leave a thread behind. Returns the tasks still running."""
     global _shutting_down
     _shutting_down = True
     try:
-        while tasks := running_tasks():
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                t.wait(timeout_ms)
-                # Finished (or stuck past the timeout: give up rather than hang the exit). The
-                # queued finished-slot cannot run while this loop blocks the event loop.
-                t._running = False
+        return stop(running_tasks(), timeout_s)
     finally:
         _shutting_down = False

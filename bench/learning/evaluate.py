@@ -151,7 +151,7 @@ def kl_to_base(
 def reward_accuracy(rm, ev: PolicyEval, tie_margin: float) -> dict[str, float]:
     """Held-out accuracy of a reward model: consecutive responses of a prompt form a pair, the
     rater decides which is better (ties left out), the model must rank them the same way."""
-    from core.trainers.reward_model import score_texts
+    from core.models.reward import score_texts
 
     pairs = []
     by_prompt: dict[int, list[int]] = {}

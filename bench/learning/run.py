@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         run = {"label": label, "algo": algo, "train_s": seconds, **last_run(train_store)}
         runs[key] = run
         if algo == "reward":
-            from core.checkpoints import load_reward_model
+            from core.models.reward import load_reward_model
 
             rm = load_reward_model(train_store, run["checkpoint"])
             run["heldout_accuracy"] = evaluate.reward_accuracy(rm, evals["base"], TIE_MARGIN)

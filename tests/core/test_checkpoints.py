@@ -13,13 +13,12 @@ from core.checkpoints import (
     checkpoint_path,
     checkpoints_root,
     latest_checkpoint,
-    optimizer_from_files,
-    optimizer_to_files,
     save_checkpoint,
     sha256_file,
     verify,
 )
-from core.models import ModelLoadError
+from core.models import ModelLoadError, save_model_files
+from core.training.resume import optimizer_from_files, optimizer_to_files, write_training_state
 
 
 @pytest.fixture(autouse=True)
@@ -48,10 +47,25 @@ def _tiny(tiny_model_dir, lora=False):
     return model, AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def _save(store, run_id, model, tok, step=1, **kw):
-    return save_checkpoint(store, run_id=run_id, step=step, kind="policy", model=model,
-                           tokenizer=tok, base_model=kw.pop("base_model", "tiny"),
-                           config={"algo": "dpo"}, **kw)  # fmt: skip
+def _save(store, run_id, model, tok, step=1, optimizer=None, trainer_state=None, **kw):
+    """What a training session saves: the model, its tokenizer and, to resume, its state."""
+
+    def write_files(folder):
+        save_model_files(model, tok, folder)
+        if trainer_state is not None:
+            write_training_state(folder, trainer_state, optimizer)
+
+    return save_checkpoint(
+        store,
+        run_id=run_id,
+        step=step,
+        kind="policy",
+        write_files=write_files,
+        adapter=hasattr(model, "peft_config"),
+        base_model=kw.pop("base_model", "tiny"),
+        config={"algo": "dpo"},
+        **kw,
+    )
 
 
 def test_layout_hash_and_loading_full(store, run_id, tiny_model_dir):

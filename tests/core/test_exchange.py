@@ -11,7 +11,8 @@ import pytest
 
 from core import data
 from core.exchange import ExportError, export_checkpoint, export_ratings
-from core.export import RAW_COLUMNS, RAW_TAIL, iter_export_ratings
+from core.exchange.ratings import iter_export_ratings
+from core.exchange.writers import RAW_COLUMNS, RAW_TAIL
 from core.store import ProjectStore
 
 CHAT_PROMPT = 5  # project_with_prompts: prompt 5 is a chat (system + user)
@@ -308,7 +309,8 @@ def test_bad_options_are_refused_before_writing(
 def test_progress_streams_and_a_failed_or_cancelled_export_leaves_the_old_file(
     project_with_prompts, tmp_path, monkeypatch
 ):
-    from core import export
+    from core.exchange import ratings as export
+    from core.exchange import writers
 
     store = project_with_prompts
     rated_project(store)
@@ -329,7 +331,7 @@ def test_progress_streams_and_a_failed_or_cancelled_export_leaves_the_old_file(
     cancel.set()
     res = export_ratings(store, out, "parquet", cancel=cancel)
     assert res.cancelled
-    monkeypatch.setattr(export._LineWriter, "write", lambda *a: 1 / 0)
+    monkeypatch.setattr(writers.LineWriter, "write", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         export_ratings(store, out, "jsonl")
     assert out.read_text() == "old\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import main
-from core.merge import iter_merge_projects, merge_projects
+from core.exchange.merge import iter_merge_projects, merge_projects
 from core.store import ProjectError, ProjectStore, new_uuid, now
 
 

@@ -164,9 +164,8 @@ def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_p
     tokens' hidden states for `mean` (the recipe the model card gives)."""
     from transformers import AutoModelForSequenceClassification
 
-    from core.checkpoints import load_reward_model
     from core.models import format_prompt
-    from core.trainers.reward_model import score_texts
+    from core.models.reward import load_reward_model, score_texts
 
     steps = run_all(rated, make_config("reward", tiny_model_dir, lora=False, steps=6,
                                        learning_rate=3e-3, pooling=pooling))  # fmt: skip
@@ -201,8 +200,8 @@ def test_reward_pooling_reads_the_response(tiny_model_dir):
     a row without response tokens falls back to its last real token."""
     from transformers import AutoModelForCausalLM
 
-    from core.trainers.batching import Seq, collate
-    from core.trainers.reward_model import RewardScores, to_reward_model
+    from core.models.batching import Seq, collate
+    from core.models.reward import RewardScores, to_reward_model
 
     lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = to_reward_model(lm, 0, "mean").eval()
@@ -234,7 +233,7 @@ def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
 
     # REINFORCE: the policy's log-prob of the well-scored answer rises against the badly scored one
     from core.models import load_model
-    from core.trainers.batching import CompletionLogps, Tokens, collate, policy_logps
+    from core.models.batching import CompletionLogps, Tokens, collate, policy_logps
 
     cfg = make_config("reinforce", tiny_model_dir, steps=8, kl_coef=0.0)
     ckpt = run_all(rated, cfg)[-1].checkpoint_id
@@ -257,8 +256,7 @@ def test_reinforce_baseline_compares_a_score_with_all_or_with_its_prompt(
 ):
     """A prompt whose answers all score high teaches nothing about answers with the per-prompt
     (leave-one-out) baseline; with the mean of all scores both of its answers are pushed up."""
-    from core.trainers.setup import setup_session
-    from core.training import OBJECTIVES
+    from core.training.session import setup_session
 
     store = project_with_prompts
     scores = {1: (0.9, 1.0), 2: (0.0, 0.1), 3: (0.5,)}  # prompt 3: one scored answer
@@ -270,7 +268,7 @@ def test_reinforce_baseline_compares_a_score_with_all_or_with_its_prompt(
             store.add_rating(annotator="bob", kind="score", sample_ids=[sid],
                              value={"scores": {"overall": v}})  # fmt: skip
     cfg = make_config("reinforce", tiny_model_dir, baseline=baseline)
-    obj = setup_session(store, cfg, None, None, OBJECTIVES).objective
+    obj = setup_session(store, cfg, None, None).objective
     pairs = zip(obj.examples, obj.advantages.tolist(), strict=True)
     got = {(e.prompt_id, e.reward): a for e, a in pairs}
     mean = 0.5  # of all five scores
@@ -292,11 +290,10 @@ def test_rloo_samples_from_the_policy_with_its_adapter_and_cuts_at_eos(
     model.generate path (for models the lean loop cannot drive) gives completions of the same
     shape: K per prompt, each ending at its first end-of-sequence token or at max_new_tokens."""
     import core.generation
-    from core.trainers.setup import setup_session
-    from core.training import OBJECTIVES
+    from core.training.session import setup_session
 
     cfg = make_config("rloo", tiny_model_dir, tmp_path, max_new_tokens=12, num_samples=3)
-    session = setup_session(rated, cfg, None, None, OBJECTIVES)
+    session = setup_session(rated, cfg, None, None)
     obj, ctx = session.objective, session.ctx
     eos = ctx.tokenizer.eos_token_id
     prompts = [obj.tokens.prompt(p) for p in obj.prompt_ids[:3]]
@@ -330,7 +327,7 @@ def test_rloo_samples_from_the_policy_with_its_adapter_and_cuts_at_eos(
 
 
 def test_rloo_samples_several_rollouts_in_one_pass(rated, tiny_model_dir, tmp_path, monkeypatch):
-    from core.trainers.rloo import RLOOObjective
+    from core.training.rloo import RLOOObjective
 
     passes = []
     sample = RLOOObjective._sample
@@ -452,7 +449,7 @@ def test_nan_guard_fails_the_run_and_keeps_the_last_good_checkpoint(rated, tiny_
 
 
 def test_out_of_memory_says_what_to_try(rated, tiny_model_dir, monkeypatch):
-    from core.trainers.objectives import DPOObjective
+    from core.training.dpo import DPOObjective
 
     def oom(self, *args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -543,7 +540,8 @@ def test_train_set_reaches_every_setting_with_its_type(rated, tiny_model_dir, ca
         ["train", "--algo", "rloo", "--set", "rollouts_per_sampling=4", "--set", "lora=no",
          "--set", "steps=none", "--set", "bf16=yes"]
     )  # fmt: skip
-    from core.training import config_from_args, default_lr
+    from core.cli.train import config_from_args
+    from core.training import default_lr
 
     cfg = config_from_args(args)
     assert (cfg.rollouts_per_sampling, cfg.lora, cfg.steps, cfg.bf16) == (4, False, None, True)
@@ -574,7 +572,7 @@ def test_gradient_checkpointing_and_bf16_autocast_run(rated, tiny_model_dir):
 
 
 def test_heldout_prompts_are_stable_and_never_trained_on(rated):
-    from core.training import split_prompts
+    from core.training.rloo import split_prompts
 
     train_ids, heldout = split_prompts(rated, 0.4)
     assert sorted(train_ids + heldout) == [1, 2, 3, 4, 5] and (train_ids, heldout) == split_prompts(
@@ -599,7 +597,7 @@ def test_small_data_sets_get_enough_steps():
     """Steps from epochs: 2 passes, but at least min_steps while that is at most 8 passes."""
     from types import SimpleNamespace
 
-    from core.trainers.objectives import Objective
+    from core.training.objective import Objective
 
     cfg = config_for("dpo", "cpu")
     assert (cfg.epochs, cfg.min_steps, cfg.batch_size) == (2.0, 32, 8)

@@ -25,18 +25,17 @@ def _isolated_qsettings(tmp_path_factory):
 def _no_thread_left_running(qapp):
     """Fail a test that leaves a Task's QThread running (and stop it so later tests are safe)."""
     yield
-    from gui.queue import stop_tasks
-    from gui.workers import running_tasks
+    from gui.workers import running_tasks, stop
 
     tasks = running_tasks()
     left = [t.name for t in tasks if not t.wait(0)]
     for _ in range(10):  # a stopped Task's last signal may start another; stop that one too
         if not running_tasks():
             break
-        stop_tasks(running_tasks())
+        stop(running_tasks())
     assert not left, (
         f"the test left background Task(s) running: {left}; cancel them and wait until they "
-        "end (gui.queue.stop_tasks) before the test ends"
+        "end (gui.workers.stop) before the test ends"
     )
 
 
@@ -58,7 +57,7 @@ def rate_setup(qtbot, project_with_prompts, tiny_model_dir):
     that never need generation never wait for a model.
     """
     from gui.context import AppContext
-    from gui.rate_panel import RatePanel
+    from gui.rate.panel import RatePanel
 
     store = project_with_prompts
     made: list[tuple[RatePanel, AppContext]] = []

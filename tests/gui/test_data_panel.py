@@ -9,7 +9,7 @@ import json
 import pytest
 
 from core import data
-from core.merge import TABLES
+from core.exchange.merge import TABLES
 from core.store import ProjectStore, new_uuid, now
 
 WAIT_MS = 20000
@@ -56,7 +56,7 @@ def rated(project_with_prompts):
 def panel_setup(qtbot, rated):
     """A shown DataPanel on the rated project, its first statistics computed."""
     from gui.context import AppContext
-    from gui.data_panel import DataPanel
+    from gui.data.panel import DataPanel
 
     ctx = AppContext(rated.path, "alice")
     panel = DataPanel(ctx)

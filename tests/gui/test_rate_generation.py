@@ -9,7 +9,7 @@ import threading
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.context import AppContext
-from gui.rate_panel import RatePanel
+from gui.rate.panel import RatePanel
 
 
 def item_ready(qtbot, panel, timeout=60000):

@@ -10,14 +10,8 @@ import threading
 import pytest
 from PySide6.QtCore import Qt
 
-from core.trainers.config import (
-    DPOConfig,
-    config_for,
-    default_forward_tokens,
-    default_lr,
-    device_kind,
-    field_help,
-)
+from core.training import DPOConfig, config_for, default_lr, device_kind, field_help
+from core.training.config import default_forward_tokens
 
 GOOD = "Paris is the capital of France."
 BAD = "bad terrible sad bad terrible sad"
@@ -41,7 +35,7 @@ def train_setup(qtbot, project_with_prompts, tiny_model_dir):
     """``make()``: a shown TrainPanel on five prompts, each with a GOOD ≻ BAD pairwise rating
     (alice rated three prompts, bob two); the project's model is the tiny test model."""
     from gui.context import AppContext
-    from gui.train_panel import TrainPanel
+    from gui.train.panel import TrainPanel
 
     store = project_with_prompts
     for pid in range(1, 6):
@@ -104,7 +98,7 @@ def data_line(qtbot, panel, text):
 def test_form_follows_the_config_and_the_data_line_follows_algorithm_and_ratings(
     qtbot, train_setup, store
 ):
-    from gui.train_fields import ScientificSpinBox
+    from gui.train.fields import ScientificSpinBox
 
     panel, ctx = train_setup()
     form = panel.form
@@ -191,7 +185,7 @@ def test_earlier_runs_overlay_and_a_reward_checkpoint_goes_to_rloo(qtbot, train_
 def test_dpo_run_feeds_plots_and_project_file_off_the_gui_thread(
     qtbot, train_setup, store, tmp_path, monkeypatch
 ):
-    from core.trainers.objectives import DPOObjective
+    from core.training.dpo import DPOObjective
 
     loss_threads = []
     original = DPOObjective.loss
@@ -233,7 +227,7 @@ def test_dpo_run_feeds_plots_and_project_file_off_the_gui_thread(
     assert "generator" in table.table.item(0, 3).text()
 
     png = tmp_path / "plots.png"
-    monkeypatch.setattr("gui.train_panel.QFileDialog.getSaveFileName",
+    monkeypatch.setattr("gui.train.panel.QFileDialog.getSaveFileName",
                         lambda *a, **k: (str(png), "PNG (*.png)"))  # fmt: skip
     qtbot.mouseClick(panel.save_button, LEFT)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -294,8 +288,7 @@ def test_errors_are_shown_and_the_panel_stays_usable(qtbot, train_setup, store):
 
 
 def test_closing_the_app_stops_training_and_keeps_a_checkpoint(qtbot, train_setup, store):
-    from gui.queue import stop_tasks
-    from gui.workers import running_tasks
+    from gui.workers import running_tasks, stop
 
     panel, ctx = train_setup()
     configure(panel, steps=400)
@@ -305,7 +298,7 @@ def test_closing_the_app_stops_training_and_keeps_a_checkpoint(qtbot, train_setu
     changed = []
     ctx.data_changed.connect(lambda: changed.append(True))
     with qtbot.waitSignal(panel.run_ended, timeout=RUN_TIMEOUT_MS):
-        assert stop_tasks(running_tasks(), timeout_s=30)  # what the window does on close
+        assert not stop(running_tasks(), timeout_s=30)  # what the window does on close
     status, message = run_row(store, run_id)
     stopped_at = checkpoint_steps(store, run_id)
     assert status == "stopped" and len(stopped_at) == 1 and f"step {stopped_at[0]}" in message

@@ -1,0 +1,339 @@
+"""Ratings leave the project file: raw rows (jsonl, csv, parquet) or TRL-ready training data.
+
+Raw formats stream from an SQL cursor, one row per rating; ``preference``, ``unpaired`` and ``sft``
+are built by core.data with aggregation on, so what a file holds is what a run would train on.
+Every export is written to a temp file beside the target and renamed into place: a cancelled or
+failed export leaves the old file (or no file), never half of one. Rules: docs/exports.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import data
+from core.exchange.files import ExportError, atomic_file, file_target
+from core.exchange.writers import WRITERS
+from core.store import ProjectStore
+
+RAW_FORMATS = ("jsonl", "csv", "parquet")
+TRAINING_FORMATS = ("preference", "unpaired", "sft")
+FORMATS = RAW_FORMATS + TRAINING_FORMATS
+SALT_KEY = "anonymize_salt"
+_BATCH = 2000  # rows per progress report and per parquet batch
+_READ_PRAGMAS = {"cache_size": -262144, "mmap_size": 1 << 30}  # 256 MiB cache, 1 GiB mmap
+# Each response: the sample as shown, with the model spec / checkpoint that made it.
+RESPONSE_FIELDS = ("sample_id", "sample_uuid", "text", "model", "checkpoint_id")
+
+
+@dataclass
+class ExportProgress:
+    done: int  # rows written
+    total: int  # rows to write (0 while stage is "build")
+    stage: str = "write"  # "build": core/data.py is building the training examples
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    rows: int
+    seconds: float
+    conversational: bool = False  # training formats: rows hold chat messages, not strings
+    cancelled: bool = False
+
+
+# ---- anonymisation --------------------------------------------------------------------------------
+def anonymizer(store: ProjectStore) -> Callable[[str], str]:
+    """name → ``annotator-<12 hex>``: a salted SHA-256, stable for this project file.
+
+    The salt is made once and kept in meta ``anonymize_salt``, so the same person gets the same
+    code in every export of this project, and nobody can recover a name by hashing guesses."""
+    salt = store.get_meta(SALT_KEY)
+    if salt is None:
+        store.set_meta(SALT_KEY, secrets.token_hex(16))
+        salt = store.get_meta(SALT_KEY)
+    cache: dict[str, str] = {}
+
+    def code(name: str) -> str:
+        if name not in cache:
+            digest = hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()[:12]
+            cache[name] = f"annotator-{digest}"
+        return cache[name]
+
+    return code
+
+
+def _anonymize_model(model: str | None, code: Callable[[str], str]) -> str | None:
+    if model and model.startswith("human:"):  # a rewrite names its author
+        return "human:" + code(model.split(":", 1)[1])
+    return model
+
+
+# ---- the public entry points ----------------------------------------------------------------------
+def export_ratings(
+    store: ProjectStore,
+    path: str | os.PathLike,
+    fmt: str,
+    *,
+    anonymize: bool = False,
+    include_superseded: bool = False,
+    annotators: Iterable[str] | None = None,
+    min_agreement: float | None = None,
+    min_score: float | None = None,
+    progress: Callable[[ExportProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ExportResult:
+    """Write ratings to ``path`` in ``fmt`` (see FORMATS); ``progress`` gets each ExportProgress."""
+    gen = iter_export_ratings(
+        store, path, fmt, anonymize=anonymize, include_superseded=include_superseded,
+        annotators=annotators, min_agreement=min_agreement, min_score=min_score, cancel=cancel,
+    )  # fmt: skip
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(step)
+
+
+def iter_export_ratings(
+    store: ProjectStore,
+    path: str | os.PathLike,
+    fmt: str,
+    *,
+    anonymize: bool = False,
+    include_superseded: bool = False,
+    annotators: Iterable[str] | None = None,
+    min_agreement: float | None = None,
+    min_score: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[ExportProgress, None, ExportResult]:
+    """The export as a generator (for gui/workers.py): yields progress, returns the ExportResult.
+
+    Closing it or setting ``cancel`` removes the temp file and leaves the target as it was."""
+    start = time.perf_counter()
+    names = _check_options(store, fmt, include_superseded, annotators, min_agreement, min_score)
+    target = file_target(path)
+    code = anonymizer(store) if anonymize else None
+    cancel = cancel or threading.Event()
+    if fmt in RAW_FORMATS:
+        total = _count_raw(store, include_superseded, names)
+        criteria = _criteria(store)
+        rows = _raw_query(store, fmt, include_superseded, names, code, criteria)
+        conversational = False
+    else:
+        yield ExportProgress(0, 0, "build")
+        criteria = None
+        rows, total, conversational = _training_rows(store, fmt, names, min_agreement, min_score)
+    done = 0
+    try:
+        with atomic_file(target, binary=fmt == "parquet") as f:
+            writer = WRITERS[fmt](f, criteria)
+            try:
+                for batch in _batches(rows, _BATCH):
+                    if cancel.is_set():
+                        raise _Cancelled
+                    writer.write(batch)
+                    done += len(batch)
+                    yield ExportProgress(done, total)
+            finally:
+                writer.close()
+    except _Cancelled:
+        return ExportResult(target, fmt, done, time.perf_counter() - start, cancelled=True)
+    return ExportResult(target, fmt, done, time.perf_counter() - start, conversational)
+
+
+class _Cancelled(Exception):
+    """Raised inside the write loop so the temp file is removed on the way out."""
+
+
+# ---- checks ---------------------------------------------------------------------------------------
+def _check_options(
+    store: ProjectStore,
+    fmt: str,
+    include_superseded: bool,
+    annotators: Iterable[str] | None,
+    min_agreement: float | None,
+    min_score: float | None,
+) -> list[str] | None:
+    if fmt not in FORMATS:
+        raise ExportError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}.")
+    if fmt in TRAINING_FORMATS and include_superseded:
+        raise ExportError(
+            f"--include-superseded applies to the raw formats ({', '.join(RAW_FORMATS)}); undone "
+            f"ratings never train, so a {fmt} export cannot include them. Drop the option."
+        )
+    if min_agreement is not None:
+        if fmt in RAW_FORMATS:
+            raise ExportError(
+                f"--min-agreement applies to {', '.join(TRAINING_FORMATS)}: a raw export keeps "
+                "every rating as it was made. Drop the option or choose a training format."
+            )
+        if not 0.0 <= min_agreement <= 1.0:
+            raise ExportError(f"--min-agreement must be a fraction in [0, 1], got {min_agreement}.")
+    if min_score is not None and fmt != "sft":
+        raise ExportError("min_score (top-rated responses as demonstrations) applies to sft only.")
+    names = sorted({a.strip() for a in annotators or [] if a.strip()}) or None
+    if names:
+        known = {r[0] for r in store.conn.execute("SELECT DISTINCT annotator FROM ratings")}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ExportError(
+                f"{store.path} has no ratings by {', '.join(unknown)}; annotators with ratings: "
+                f"{', '.join(sorted(known)) or 'none'}. Check the names after --annotator."
+            )
+    return names
+
+
+# ---- raw rows -------------------------------------------------------------------------------------
+def _where(include_superseded: bool, names: list[str] | None) -> tuple[str, list[Any]]:
+    clauses, args = [], []
+    if not include_superseded:
+        clauses.append("r.superseded = 0")
+    if names:
+        clauses.append(f"r.annotator IN ({', '.join('?' * len(names))})")
+        args += names
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _count_raw(store: ProjectStore, include_superseded: bool, names: list[str] | None) -> int:
+    where, args = _where(include_superseded, names)
+    return int(store.conn.execute(f"SELECT COUNT(*) FROM ratings r{where}", args).fetchone()[0])
+
+
+def _criteria(store: ProjectStore) -> list[str]:
+    """Every criterion any score rating used: the project rubric's order, then the others A–Z."""
+    used = {
+        row[0]
+        for row in store.conn.execute(
+            "SELECT DISTINCT j.key FROM ratings r, json_each(r.value, '$.scores') j "
+            "WHERE r.kind = 'score'"
+        )
+    }
+    rubric = [c for c in store.settings().get("rubric") or [] if c in used]
+    return rubric + sorted(used - set(rubric))
+
+
+def _raw_query(
+    store: ProjectStore,
+    fmt: str,
+    include_superseded: bool,
+    names: list[str] | None,
+    code: Callable[[str], str] | None,
+    criteria: list[str],
+) -> Iterator[tuple[str]]:
+    """The raw rows as lines made by SQLite and streamed from its cursor, oldest first: a JSON
+    object per rating for jsonl and parquet, a CSV record for csv. SQLite's JSON and string
+    functions do this several times faster than decoding and re-encoding every value in Python."""
+    annotator, model = "r.annotator", "s.model"
+    if code is not None:
+        store.conn.create_function("rlhf_anon", 1, code, deterministic=True)
+        annotator = "rlhf_anon(r.annotator)"
+        model = "CASE WHEN s.model LIKE 'human:%' THEN 'human:' || rlhf_anon(substr(s.model, 7)) ELSE s.model END"  # fmt: skip
+
+    fields = ("j.value", "s.uuid", "s.text", model, "s.checkpoint_id")
+    response = ", ".join(f"'{k}', {e}" for k, e in zip(RESPONSE_FIELDS, fields, strict=True))
+    responses = (f"(SELECT json_group_array(json_object({response})) FROM json_each(r.sample_ids) j "
+                 "LEFT JOIN samples s ON s.id = j.value)")  # in the order shown  # fmt: skip
+
+    score = "CASE WHEN r.kind = 'score' THEN (SELECT value FROM json_each(r.value, '$.scores') WHERE key = ?) END"  # fmt: skip
+    superseded = "CASE WHEN r.superseded THEN 'true' ELSE 'false' END"
+    # (column, SQL expression, kind of value: text | number | json | bool)
+    columns = [
+        ("rating_id", "r.id", "number"), ("rating_uuid", "r.uuid", "text"),
+        ("annotator", annotator, "text"), ("kind", "r.kind", "text"),
+        ("prompt_id", "r.prompt_id", "number"), ("prompt_uuid", "p.uuid", "text"),
+        ("prompt", "p.text", "text"), ("prompt_messages", "p.messages", "json"),
+        ("sample_ids", "r.sample_ids", "json"), ("responses", responses, "json"),
+        ("value", "r.value", "text" if fmt == "parquet" else "json"),  # parquet: JSON text
+        *((f"score_{c}", score, "number") for c in criteria),
+        ("comment", "r.comment", "text"), ("seconds", "r.seconds", "number"),
+        ("created_at", "r.created_at", "text"), ("superseded", superseded, "bool"),
+        ("superseded_at", "r.superseded_at", "text"),
+    ]  # fmt: skip
+    if fmt == "csv":  # quote text, double its quotes; an empty cell is null
+        cells = (
+            f"""COALESCE('"' || replace({e}, '"', '""') || '"', '')"""
+            if kind in ("text", "json") else f"COALESCE({e}, '')"
+            for _, e, kind in columns
+        )  # fmt: skip
+        line = " || ',' || ".join(cells)
+    else:
+        pairs = (
+            f"'{name}', " + {"json": f"json({e})", "bool": f"json({e})"}.get(kind, e)
+            for name, e, kind in columns
+        )
+        line = f"json_object({', '.join(pairs)})"
+    where, args = _where(include_superseded, names)
+    sql = f"SELECT {line} FROM ratings r LEFT JOIN prompts p ON p.id = r.prompt_id{where} ORDER BY r.id"
+    # The samples are looked up in random order: a big page cache and mmap keep that from
+    # re-reading pages (a third of a 100k-rating export otherwise).
+    saved = {p: store.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in _READ_PRAGMAS}
+    for pragma, value in _READ_PRAGMAS.items():
+        store.conn.execute(f"PRAGMA {pragma} = {value}")
+    cursor = store.conn.execute(sql, [*criteria, *args])
+    try:
+        while chunk := cursor.fetchmany(_BATCH):
+            yield from chunk
+    finally:
+        cursor.close()
+        for pragma, value in saved.items():
+            store.conn.execute(f"PRAGMA {pragma} = {int(value)}")
+
+
+# ---- training rows --------------------------------------------------------------------------------
+def _training_rows(
+    store: ProjectStore,
+    fmt: str,
+    names: list[str] | None,
+    min_agreement: float | None,
+    min_score: float | None,
+) -> tuple[Iterator[dict[str, Any]], int, bool]:
+    """The examples core/data.py builds (aggregated), as TRL rows; and whether they are chats."""
+    rules = {"annotators": names, "aggregate": True, "min_agreement": min_agreement or 0.0}
+    if fmt == "preference":
+        examples: list[Any] = data.preference_pairs(store, **rules)
+    elif fmt == "unpaired":
+        examples = data.unpaired_examples(store, **rules)
+    else:
+        examples = data.demonstrations(store, min_score=min_score, **rules)
+    chats = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE messages IS NOT NULL")}
+    conversational = any(e.prompt_id in chats for e in examples)
+    return _trl_rows(store, fmt, examples, conversational), len(examples), conversational
+
+
+def _trl_rows(
+    store: ProjectStore, fmt: str, examples: list[Any], conversational: bool
+) -> Iterator[dict[str, Any]]:
+    """data.materialize's rows cut to exactly TRL's columns; prompts as strings unless chats."""
+    for row in data.materialize(store, examples, conversational=conversational):
+        prompt = row["prompt"] if conversational else row["prompt"][-1]["content"]
+        if fmt == "preference":
+            yield {"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]}
+        elif fmt == "unpaired":
+            yield {"prompt": prompt, "completion": row["completion"], "label": bool(row["label"])}
+        elif conversational:
+            yield {"messages": prompt + row["completion"]}
+        else:
+            yield {"prompt": prompt, "completion": row["completion"]}
+
+
+# ---- writers --------------------------------------------------------------------------------------
+def _batches(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

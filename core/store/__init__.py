@@ -1,0 +1,36 @@
+"""The project file: one SQLite database holding prompts, samples, ratings, runs and checkpoints.
+
+- ``schema``: the tables (docs/schema.md), their migrations, a file's version read safely;
+- ``project``: ``ProjectStore``, one connection per thread, WAL, transactions, settings;
+- ``records``: the row methods by table, mixed into ``ProjectStore``.
+"""
+
+from core.store.project import ProjectStore
+from core.store.records import decode_rating
+from core.store.schema import (
+    DEFAULT_RUBRIC,
+    DEFAULT_SETTINGS,
+    FLAG_REASONS,
+    PAIRWISE_CHOICES,
+    RATING_KINDS,
+    SCHEMA_VERSION,
+    ProjectError,
+    new_uuid,
+    now,
+    read_schema_version,
+)
+
+__all__ = [
+    "DEFAULT_RUBRIC",
+    "DEFAULT_SETTINGS",
+    "FLAG_REASONS",
+    "PAIRWISE_CHOICES",
+    "RATING_KINDS",
+    "SCHEMA_VERSION",
+    "ProjectError",
+    "ProjectStore",
+    "decode_rating",
+    "new_uuid",
+    "now",
+    "read_schema_version",
+]

@@ -1,0 +1,286 @@
+"""The project file's rows by table: prompts and samples, ratings, runs and checkpoints.
+
+Mixed into ``ProjectStore`` (core/store/project.py), which owns the connection and
+``transaction()``; callers use these methods instead of SQL of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from core.store.schema import RATING_KINDS, ProjectError, new_uuid, now, sqlite_utils
+
+
+class _Rows:
+    """What the row methods need from ``ProjectStore``."""
+
+    path: Path
+    db: sqlite_utils.Database
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def ensure_annotator(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class PromptRows(_Rows):
+    def prompt(self, prompt_id: int) -> dict[str, Any]:
+        cur = self.conn.execute("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise ProjectError(f"prompt {prompt_id} does not exist in {self.path}.")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def prompt_messages(self, prompt_id: int) -> list[dict[str, str]]:
+        """The prompt as chat messages (a plain prompt becomes one user turn)."""
+        p = self.prompt(prompt_id)
+        if p["messages"]:
+            return json.loads(p["messages"])
+        return [{"role": "user", "content": p["text"]}]
+
+    def add_samples(self, rows: Iterable[dict[str, Any]]) -> list[int]:
+        """Insert samples in one transaction; returns their ids. Fills uuid/created_at."""
+        ids = []
+        with self.transaction():
+            for r in rows:
+                rec = {
+                    "uuid": r.get("uuid") or new_uuid(),
+                    "prompt_id": r["prompt_id"],
+                    "text": r["text"],
+                    "model": r["model"],
+                    "checkpoint_id": r.get("checkpoint_id"),
+                    "params": json.dumps(r.get("params") or {}, ensure_ascii=False),
+                    "n_tokens": r.get("n_tokens"),
+                    "created_at": r.get("created_at") or now(),
+                }
+                cur = self.conn.execute(
+                    "INSERT INTO samples(uuid, prompt_id, text, model, checkpoint_id, params, "
+                    "n_tokens, created_at) VALUES (:uuid, :prompt_id, :text, :model, "
+                    ":checkpoint_id, :params, :n_tokens, :created_at)",
+                    rec,
+                )
+                ids.append(cur.lastrowid)
+        return ids
+
+    def samples_for_prompt(self, prompt_id: int) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.db.query(
+                "SELECT * FROM samples WHERE prompt_id = ? ORDER BY id", [prompt_id]
+            )
+        ]
+
+
+class RatingRows(_Rows):
+    def add_rating(
+        self,
+        *,
+        annotator: str,
+        kind: str,
+        sample_ids: list[int],
+        value: dict[str, Any],
+        prompt_id: int | None = None,
+        comment: str | None = None,
+        seconds: float | None = None,
+    ) -> int:
+        """Commit one rating now (never batched: a rating on screen is a rating on disk)."""
+        if kind not in RATING_KINDS:
+            raise ValueError(f"rating kind {kind!r} is not one of {', '.join(RATING_KINDS)}")
+        if not sample_ids:
+            raise ValueError("a rating must judge at least one sample")
+        with self.transaction():
+            marks = ", ".join("?" * len(sample_ids))
+            found = dict(
+                self.conn.execute(
+                    f"SELECT id, prompt_id FROM samples WHERE id IN ({marks})", list(sample_ids)
+                ).fetchall()
+            )
+            missing = [i for i in sample_ids if i not in found]
+            if missing:
+                raise ValueError(f"sample {missing[0]} does not exist")
+            if len(set(found.values())) > 1:
+                raise ValueError("a rating must judge samples of one prompt")
+            if prompt_id is None:
+                prompt_id = next(iter(found.values()))
+            self.ensure_annotator(annotator)
+            cur = self.conn.execute(
+                "INSERT INTO ratings(uuid, annotator, kind, prompt_id, sample_ids, value, comment,"
+                " seconds, superseded, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (
+                    new_uuid(),
+                    annotator.strip(),
+                    kind,
+                    prompt_id,
+                    json.dumps(list(sample_ids)),
+                    json.dumps(value, ensure_ascii=False),
+                    comment or None,
+                    seconds,
+                    now(),
+                ),
+            )
+            return int(cur.lastrowid)
+
+    def set_superseded(self, rating_id: int, superseded: bool = True) -> None:
+        """Undo (superseded=True) or redo a rating. The row stays: nothing a person made is deleted."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE ratings SET superseded = ?, superseded_at = ? WHERE id = ?",
+                (1 if superseded else 0, now() if superseded else None, rating_id),
+            )
+
+    def rating(self, rating_id: int) -> dict[str, Any]:
+        return decode_rating(dict(self.db["ratings"].get(rating_id)))
+
+    def ratings(
+        self, *, kinds: Iterable[str] | None = None, include_superseded: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Ratings with sample_ids and value decoded from JSON, oldest first (streams)."""
+        where, args = [], []
+        if not include_superseded:
+            where.append("superseded = 0")
+        if kinds is not None:
+            kinds = list(kinds)
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        sql = "SELECT * FROM ratings" + (" WHERE " + " AND ".join(where) if where else "")
+        for row in self.db.query(sql + " ORDER BY id", args):
+            yield decode_rating(dict(row))
+
+    def rated_sample_ids(self, annotator: str, kinds: Iterable[str] | None = None) -> set[int]:
+        """Samples this annotator has judged in a live (not undone) rating, skips included."""
+        sql = "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0"
+        args: list[Any] = [annotator.strip()]
+        if kinds is not None:
+            kinds = list(kinds)
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args += kinds
+        seen: set[int] = set()
+        for (ids,) in self.conn.execute(sql, args):
+            seen.update(json.loads(ids))
+        return seen
+
+
+class RunRows(_Rows):
+    def create_run(
+        self, algo: str, config: dict[str, Any], base_model: str, rating_ids: list[int]
+    ) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs(uuid, algo, base_model, config, status, rating_ids, created_at)"
+                " VALUES (?, ?, ?, ?, 'created', ?, ?)",
+                (new_uuid(), algo, base_model, json.dumps(config), json.dumps(rating_ids), now()),
+            )
+            return int(cur.lastrowid)
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """A run's row with its config and rating ids decoded; None when there is no such run."""
+        cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        rec = dict(zip([d[0] for d in cur.description], row, strict=True))
+        rec["config"] = json.loads(rec["config"] or "{}")
+        rec["rating_ids"] = json.loads(rec["rating_ids"] or "[]")
+        return rec
+
+    def checkpoints_of(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's checkpoint rows (id, step, kind, path), oldest first."""
+        cur = self.conn.execute(
+            "SELECT id, step, kind, path FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [dict(zip(("id", "step", "kind", "path"), r, strict=True)) for r in cur]
+
+    def run_uuid(self, run_id: int) -> str | None:
+        row = self.conn.execute("SELECT uuid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_run_status(self, run_id: int, status: str, message: str | None = None) -> None:
+        finished = now() if status in ("stopped", "finished", "failed") else None
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET status = ?, message = COALESCE(?, message), finished_at = ? "
+                "WHERE id = ?",
+                (status, message, finished, run_id),
+            )
+
+    def log_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO metrics(run_id, step, name, value, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, k, float(v), now()) for k, v in metrics.items()],
+            )
+
+    def add_checkpoint(
+        self,
+        *,
+        run_id: int | None,
+        step: int,
+        kind: str,
+        path: str,
+        sha256: str,
+        base_model: str,
+        adapter: bool,
+        metrics: dict[str, float] | None = None,
+    ) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO checkpoints(uuid, run_id, step, kind, path, sha256, base_model, "
+                "adapter, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_uuid(),
+                    run_id,
+                    step,
+                    kind,
+                    str(path),
+                    sha256,
+                    base_model,
+                    int(adapter),
+                    json.dumps(metrics or {}),
+                    now(),
+                ),
+            )
+            return int(cur.lastrowid)
+
+    def checkpoint(self, ref: str | int) -> dict[str, Any]:
+        """Resolve ``ID``, ``checkpoint:ID`` or ``checkpoint:latest`` (newest *policy* checkpoint)."""
+        ref = str(ref)
+        if ref.startswith("checkpoint:"):
+            ref = ref.split(":", 1)[1]
+        if ref == "latest":
+            row = self.conn.execute(
+                "SELECT id FROM checkpoints WHERE kind = 'policy' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise ProjectError(
+                    f"{self.path} has no policy checkpoint yet; train one first (Train tab or "
+                    "the `train` command)."
+                )
+            ref = str(row[0])
+        if not ref.isdigit():
+            raise ProjectError(
+                f"checkpoint:{ref} is not a checkpoint id; use checkpoint:ID or checkpoint:latest."
+            )
+        row = self.conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
+        if row is None:
+            raise ProjectError(f"checkpoint:{ref} does not exist in {self.path}.")
+        cols = [d[0] for d in self.conn.execute("SELECT * FROM checkpoints LIMIT 0").description]
+        rec = dict(zip(cols, row, strict=True))
+        rec["metrics"] = json.loads(rec["metrics"] or "{}")
+        return rec
+
+
+def decode_rating(row: dict[str, Any]) -> dict[str, Any]:
+    row["sample_ids"] = json.loads(row["sample_ids"])
+    row["value"] = json.loads(row["value"])
+    return row
