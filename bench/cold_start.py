@@ -57,13 +57,27 @@ def time_app(
 ) -> dict[str, float | None]:
     """Launch the app in screenshot mode; seconds until the first item was ready, and in all
     (None when stopping its background work took longer than ``grace_s`` and it was killed)."""
-    cmd = [sys.executable, str(REPO / "main.py"), "--db", str(db), "--annotator", "bench", "gui",
-           "--screenshot", str(shot)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "main.py"),
+        "--db",
+        str(db),
+        "--annotator",
+        "bench",
+        "gui",
+        "--screenshot",
+        str(shot),
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=bench_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1,
-    )  # fmt: skip
+        cmd,
+        cwd=REPO,
+        env=bench_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     timers = [threading.Timer(timeout_s, proc.kill)]
     timers[0].start()
     ready, lines = None, []
@@ -119,9 +133,15 @@ def main(argv: list[str] | None = None) -> dict:
         first = time_app(db, home, shot, timeout)
         rows.append({"run": "first run (GGUF conversion, new project)", **first})
         value, why = ready_value(first)
-        res.figure("cold.first", "first run: launch to first item (converts the GGUF)",
-                   value, "s", target=TARGET_FIRST_S, better="lower",
-                   note=why or ("" if value <= TARGET_FIRST_S else _cause(res)))  # fmt: skip
+        res.figure(
+            "cold.first",
+            "first run: launch to first item (converts the GGUF)",
+            value,
+            "s",
+            target=TARGET_FIRST_S,
+            better="lower",
+            note=why or ("" if value <= TARGET_FIRST_S else _cause(res)),
+        )
     else:
         home = None  # a tiny model has no GGUF to convert: only the later runs apply
         db = new_project(folder / "cold.db", args.model)
@@ -138,19 +158,36 @@ def main(argv: list[str] | None = None) -> dict:
         )
         rows.append({"run": f"later run {rep + 1}, new project", **fresh[-1]})
     imports = median([time_imports(home) for _ in range(reps)])
-    res.figure("cold.imports", "launch to the app's imports done, before the window (median)",
-               imports, "s")  # fmt: skip
+    res.figure(
+        "cold.imports", "launch to the app's imports done, before the window (median)", imports, "s"
+    )
     if same:
         value = median([ready_value(r)[0] for r in same])
-        cause = (f"{imports:.1f} s of it is starting Python and importing torch, transformers and "
-                 "Qt (measured alone); the rest is Qt, the window and the first item")  # fmt: skip
-        res.figure("cold.later_same", "later run, same project: launch to first item (median)",
-                   value, "s", target=TARGET_LATER_S, better="lower",
-                   note="" if value <= TARGET_LATER_S else cause)  # fmt: skip
+        cause = (
+            f"{imports:.1f} s of it is starting Python and importing torch, transformers and "
+            "Qt (measured alone); the rest is Qt, the window and the first item"
+        )
+        res.figure(
+            "cold.later_same",
+            "later run, same project: launch to first item (median)",
+            value,
+            "s",
+            target=TARGET_LATER_S,
+            better="lower",
+            note="" if value <= TARGET_LATER_S else cause,
+        )
     value = median([ready_value(r)[0] for r in fresh])
-    res.figure("cold.later_new", "later run, new project: launch, load model, generate, first item (median)",
-               value, "s", target=TARGET_LATER_S, better="lower",
-               note="" if value <= TARGET_LATER_S else "loads the model and generates the first candidates on CPU")  # fmt: skip
+    res.figure(
+        "cold.later_new",
+        "later run, new project: launch, load model, generate, first item (median)",
+        value,
+        "s",
+        target=TARGET_LATER_S,
+        better="lower",
+        note=""
+        if value <= TARGET_LATER_S
+        else "loads the model and generates the first candidates on CPU",
+    )
     res.details["table"] = rows
     res.notes.append(
         "Measured with the app's screenshot mode: the time is when it reports the screenshot "

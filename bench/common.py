@@ -168,9 +168,26 @@ def load_average() -> list[float]:
 
 
 # ---- statistics -------------------------------------------------------------------------------
-_T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
-         10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04, 40: 2.02, 60: 2.00,
-         120: 1.98}  # fmt: skip
+_T975 = {
+    1: 12.71,
+    2: 4.30,
+    3: 3.18,
+    4: 2.78,
+    5: 2.57,
+    6: 2.45,
+    7: 2.36,
+    8: 2.31,
+    9: 2.26,
+    10: 2.23,
+    12: 2.18,
+    15: 2.13,
+    20: 2.09,
+    25: 2.06,
+    30: 2.04,
+    40: 2.02,
+    60: 2.00,
+    120: 1.98,
+}
 
 
 def t975(df: int) -> float:
@@ -253,9 +270,16 @@ class Result:
             ok = value >= target if better == "higher" else value <= target
             status = "pass" if ok else "short"
         fig = {
-            "key": key, "label": label, "value": value, "unit": unit, "target": target,
-            "better": better, "status": status, "note": note, "digits": digits,
-        }  # fmt: skip
+            "key": key,
+            "label": label,
+            "value": value,
+            "unit": unit,
+            "target": target,
+            "better": better,
+            "status": status,
+            "note": note,
+            "digits": digits,
+        }
         self.figures = [f for f in self.figures if f["key"] != key] + [fig]
         return fig
 

@@ -35,7 +35,7 @@ from bench.common import (
     pick,
     use_bench_home,
     workdir,
-)  # fmt: skip
+)
 from bench.pairs import load_pairs, pairs_project
 
 TARGET_RATIO = 1.5
@@ -79,18 +79,35 @@ def run_trl(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     policy = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    data = Dataset.from_list([
-        {"prompt": [{"role": "user", "content": p["prompt"]}],
-         "chosen": [{"role": "assistant", "content": p["chosen"]}],
-         "rejected": [{"role": "assistant", "content": p["rejected"]}]}
-        for p in pairs
-    ])  # fmt: skip
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": p["prompt"]}],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+    )
     config = DPOConfig(
-        output_dir=str(folder / "trl"), per_device_train_batch_size=BATCH, max_steps=steps,
-        learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0.1, max_length=MAX_LENGTH,
-        beta=0.1, bf16=False, fp16=False, use_cpu=True, report_to="none", save_strategy="no",
-        logging_steps=1, seed=0, dataloader_num_workers=0, precompute_ref_log_probs=precompute,
-    )  # fmt: skip
+        output_dir=str(folder / "trl"),
+        per_device_train_batch_size=BATCH,
+        max_steps=steps,
+        learning_rate=LR,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,
+        max_length=MAX_LENGTH,
+        beta=0.1,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        dataloader_num_workers=0,
+        precompute_ref_log_probs=precompute,
+    )
     times: list[float] = []
     begins: list[float] = []
 
@@ -102,8 +119,9 @@ def run_trl(
         def on_step_end(self, args, state, control, **kw):
             times.append(time.perf_counter() - self.t)
 
-    trainer = DPOTrainer(model=policy, args=config, train_dataset=data, processing_class=tok,
-                         callbacks=[StepClock()])  # fmt: skip
+    trainer = DPOTrainer(
+        model=policy, args=config, train_dataset=data, processing_class=tok, callbacks=[StepClock()]
+    )
     trainer.train()
     wall = time.perf_counter() - t0
     return {"step_times": times, "setup_s": begins[0] - t0 if begins else 0.0, "wall_s": wall}
@@ -172,21 +190,35 @@ def main(argv: list[str] | None = None) -> dict:
     for which, outs in runs.items():
         counted = [t for o in outs for t in (o["step_times"][1:] or o["step_times"])]
         per_step[which] = statistics.fmean(counted)
-        rows.append({
-            "trainer": {"ours": "RLHF Studio", "trl": "TRL DPOTrainer",
-                        "trl-precompute": "TRL DPOTrainer, precomputed reference"}[which],
-            "runs": len(outs), "s/step": round(per_step[which], 3),
-            "tokens/s": round(tokens / per_step[which], 1),
-            "setup s (mean)": round(statistics.fmean(o["setup_s"] for o in outs), 1),
-            "wall s for all steps (mean)": round(statistics.fmean(o["wall_s"] for o in outs), 1),
-        })  # fmt: skip
+        rows.append(
+            {
+                "trainer": {
+                    "ours": "RLHF Studio",
+                    "trl": "TRL DPOTrainer",
+                    "trl-precompute": "TRL DPOTrainer, precomputed reference",
+                }[which],
+                "runs": len(outs),
+                "s/step": round(per_step[which], 3),
+                "tokens/s": round(tokens / per_step[which], 1),
+                "setup s (mean)": round(statistics.fmean(o["setup_s"] for o in outs), 1),
+                "wall s for all steps (mean)": round(
+                    statistics.fmean(o["wall_s"] for o in outs), 1
+                ),
+            }
+        )
     per_step.setdefault("trl", float("nan"))
     ratio = per_step["trl"] / per_step["ours"]
     res.figure(
         "dpo.ours_s_step", "ours: seconds per optimizer step", per_step["ours"], "s", digits=2
     )
-    res.figure("dpo.trl_s_step", "TRL DPOTrainer: seconds per optimizer step", per_step["trl"], "s", digits=2,
-               note="issue #6 reference: ~9 s/step")  # fmt: skip
+    res.figure(
+        "dpo.trl_s_step",
+        "TRL DPOTrainer: seconds per optimizer step",
+        per_step["trl"],
+        "s",
+        digits=2,
+        note="issue #6 reference: ~9 s/step",
+    )
     res.figure(
         "dpo.ours_tok_s", "ours: tokens per second", tokens / per_step["ours"], "tok/s", digits=0
     )
@@ -197,11 +229,25 @@ def main(argv: list[str] | None = None) -> dict:
         "tok/s",
         digits=0,
     )
-    res.figure("dpo.ratio", "speed-up over TRL DPOTrainer (TRL s/step / ours)", ratio, "x",
-               target=TARGET_RATIO, digits=2,
-               note="" if ratio >= TARGET_RATIO else "see the step breakdown in the details")  # fmt: skip
-    res.details.update(table=rows, runs=runs, tokens_per_step=tokens, steps=args.steps,
-                       pairs=args.pairs, batch=BATCH, max_length=MAX_LENGTH, learning_rate=LR)  # fmt: skip
+    res.figure(
+        "dpo.ratio",
+        "speed-up over TRL DPOTrainer (TRL s/step / ours)",
+        ratio,
+        "x",
+        target=TARGET_RATIO,
+        digits=2,
+        note="" if ratio >= TARGET_RATIO else "see the step breakdown in the details",
+    )
+    res.details.update(
+        table=rows,
+        runs=runs,
+        tokens_per_step=tokens,
+        steps=args.steps,
+        pairs=args.pairs,
+        batch=BATCH,
+        max_length=MAX_LENGTH,
+        learning_rate=LR,
+    )
     res.notes.append(
         f"{args.pairs} pairs, batch {BATCH}, max length {MAX_LENGTH}, full fine-tuning, fp32, "
         f"CPU, lr {LR:g} linear with 10% warmup, {args.steps} optimizer steps per run (the first "
@@ -212,8 +258,19 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _child(which: str, args) -> dict:
-    cmd = [sys.executable, "-m", "bench.dpo_vs_trl", "--one", which, "--steps", str(args.steps),
-           "--pairs", str(args.pairs), "--model", args.model]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.dpo_vs_trl",
+        "--one",
+        which,
+        "--steps",
+        str(args.steps),
+        "--pairs",
+        str(args.pairs),
+        "--model",
+        args.model,
+    ]
     if args.quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, cwd=REPO, env=bench_env(), capture_output=True, text=True)

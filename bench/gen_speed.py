@@ -50,9 +50,13 @@ def plain_generate(lm, prompts: list[str], k: int, params, seed: int) -> int:
     torch.manual_seed(seed)
     with torch.inference_mode():
         out = lm.model.generate(
-            **enc, max_new_tokens=params.max_new_tokens, do_sample=True,
-            temperature=params.temperature, top_p=params.top_p, pad_token_id=tok.pad_token_id,
-        )  # fmt: skip
+            **enc,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            pad_token_id=tok.pad_token_id,
+        )
     stop = _stop_ids(lm)
     kept = 0
     for row in out[:, enc["input_ids"].shape[1] :].tolist():
@@ -76,15 +80,26 @@ def prefill_generate(lm, prompts: list[str], k: int, params, seed: int) -> int:
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
-              cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+        model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=pos[:, :-1],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache.batch_repeat_interleave(k)
         torch.manual_seed(seed)
         out = model.generate(
-            input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
-            cache=cache, max_new_tokens=params.max_new_tokens, do_sample=True,
-            temperature=params.temperature, top_p=params.top_p, pad_token_id=tok.pad_token_id,
-        )  # fmt: skip
+            input_ids=ids.repeat_interleave(k, 0),
+            attention_mask=mask.repeat_interleave(k, 0),
+            cache=cache,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            pad_token_id=tok.pad_token_id,
+        )
     stop = _stop_ids(lm)
     return sum(
         next((i for i, t in enumerate(row) if t in stop), len(row))
@@ -194,12 +209,25 @@ def main(argv: list[str] | None = None) -> dict:
     tok_s = {n: median([r["tokens"] / r["seconds"] for r in rs]) for n, rs in runs.items()}
     tok_cpu_s = {n: median([r["tokens"] / r["cpu_s"] for r in rs]) for n, rs in runs.items()}
     res.details.update(
-        runs=runs, tok_s=tok_s, tok_per_cpu_s=tok_cpu_s, k=k, max_new_tokens=new, prompts_per_batch=n_prompts,
-        device=lm.device_label, threads=torch.get_num_threads(), repetitions=reps,
-    )  # fmt: skip
+        runs=runs,
+        tok_s=tok_s,
+        tok_per_cpu_s=tok_cpu_s,
+        k=k,
+        max_new_tokens=new,
+        prompts_per_batch=n_prompts,
+        device=lm.device_label,
+        threads=torch.get_num_threads(),
+        repetitions=reps,
+    )
     short = "" if tok_s["ours_4x8"] >= TARGET_TOK_S else _shortfall(res, torch.get_num_threads())
-    res.figure("gen.ours_batched", f"ours, {n_prompts} prompts x K={k} per batch (generate_samples, default batch 32)",
-               tok_s["ours_4x8"], "tok/s", target=TARGET_TOK_S, note=short)  # fmt: skip
+    res.figure(
+        "gen.ours_batched",
+        f"ours, {n_prompts} prompts x K={k} per batch (generate_samples, default batch 32)",
+        tok_s["ours_4x8"],
+        "tok/s",
+        target=TARGET_TOK_S,
+        note=short,
+    )
     res.figure(
         "gen.plain_batched",
         f"plain model.generate, {n_prompts} prompts x K={k}",
@@ -209,10 +237,20 @@ def main(argv: list[str] | None = None) -> dict:
     res.figure(
         "gen.ours_k8", f"ours, 1 prompt x K={k} (generate_texts)", tok_s["ours_1x8"], "tok/s"
     )
-    res.figure("gen.plain_k8", f"plain model.generate, 1 prompt x K={k}", tok_s["plain_1x8"], "tok/s",
-               note="issue #6 reference, on the target's CPU: ~119 tok/s")  # fmt: skip
-    res.figure("gen.plain_single", "plain model.generate, 1 sequence", tok_s["plain_1x1"], "tok/s",
-               note="issue #6 reference, on the target's CPU: ~26 tok/s; llama.cpp Q4_1 ~180 tok/s")  # fmt: skip
+    res.figure(
+        "gen.plain_k8",
+        f"plain model.generate, 1 prompt x K={k}",
+        tok_s["plain_1x8"],
+        "tok/s",
+        note="issue #6 reference, on the target's CPU: ~119 tok/s",
+    )
+    res.figure(
+        "gen.plain_single",
+        "plain model.generate, 1 sequence",
+        tok_s["plain_1x1"],
+        "tok/s",
+        note="issue #6 reference, on the target's CPU: ~26 tok/s; llama.cpp Q4_1 ~180 tok/s",
+    )
     res.figure(
         "gen.ratio_k8",
         f"ours / plain, 1 prompt x K={k}",
@@ -220,23 +258,59 @@ def main(argv: list[str] | None = None) -> dict:
         "x",
         digits=2,
     )
-    res.figure("gen.ratio_batched", f"ours / plain, {n_prompts} prompts x K={k}",
-               tok_s["ours_4x8"] / tok_s["plain_4x8"], "x", digits=2)  # fmt: skip
-    res.figure("gen.ratio_batched_cpu", f"ours / plain, {n_prompts} prompts x K={k}, per CPU-second",
-               tok_cpu_s["ours_4x8"] / tok_cpu_s["plain_4x8"], "x", digits=2,
-               note="tokens per CPU-second of the process: less sensitive to other load than wall time")  # fmt: skip
-    res.figure("gen.prefill_gain", "sharing each prompt's prefill across its K candidates",
-               tok_s["prefill_4x8"] / tok_s["plain_4x8"], "x", digits=2)  # fmt: skip
-    res.figure("gen.loop_gain", "lean sampling loop (top-k before top-p, finished rows leave)",
-               tok_s["ours_4x8"] / tok_s["prefill_4x8"], "x", digits=2)  # fmt: skip
-    res.figure("gen.bf16_gain", f"bfloat16 instead of float32, {n_prompts} prompts x K={k}",
-               tok_s["ours_4x8_bf16"] / tok_s["ours_4x8"], "x", digits=2,
-               note="fp32 stays the CPU default where this is below 1" if tok_s["ours_4x8_bf16"] < tok_s["ours_4x8"] else "")  # fmt: skip
-    res.figure("gen.ours_gui_threads", f"ours, {n_prompts} prompts x K={k}, {gui_threads} of {all_threads} torch threads (the app's background setting)",
-               tok_s["ours_4x8_gui"], "tok/s",
-               note="the desktop app keeps one core for the GUI thread (annotator latency)")  # fmt: skip
-    res.figure("gen.batching_gain", f"batching {n_prompts} prompts per forward (plain {n_prompts}x{k} / plain 1x{k})",
-               tok_s["plain_4x8"] / tok_s["plain_1x8"], "x", digits=2)  # fmt: skip
+    res.figure(
+        "gen.ratio_batched",
+        f"ours / plain, {n_prompts} prompts x K={k}",
+        tok_s["ours_4x8"] / tok_s["plain_4x8"],
+        "x",
+        digits=2,
+    )
+    res.figure(
+        "gen.ratio_batched_cpu",
+        f"ours / plain, {n_prompts} prompts x K={k}, per CPU-second",
+        tok_cpu_s["ours_4x8"] / tok_cpu_s["plain_4x8"],
+        "x",
+        digits=2,
+        note="tokens per CPU-second of the process: less sensitive to other load than wall time",
+    )
+    res.figure(
+        "gen.prefill_gain",
+        "sharing each prompt's prefill across its K candidates",
+        tok_s["prefill_4x8"] / tok_s["plain_4x8"],
+        "x",
+        digits=2,
+    )
+    res.figure(
+        "gen.loop_gain",
+        "lean sampling loop (top-k before top-p, finished rows leave)",
+        tok_s["ours_4x8"] / tok_s["prefill_4x8"],
+        "x",
+        digits=2,
+    )
+    res.figure(
+        "gen.bf16_gain",
+        f"bfloat16 instead of float32, {n_prompts} prompts x K={k}",
+        tok_s["ours_4x8_bf16"] / tok_s["ours_4x8"],
+        "x",
+        digits=2,
+        note="fp32 stays the CPU default where this is below 1"
+        if tok_s["ours_4x8_bf16"] < tok_s["ours_4x8"]
+        else "",
+    )
+    res.figure(
+        "gen.ours_gui_threads",
+        f"ours, {n_prompts} prompts x K={k}, {gui_threads} of {all_threads} torch threads (the app's background setting)",
+        tok_s["ours_4x8_gui"],
+        "tok/s",
+        note="the desktop app keeps one core for the GUI thread (annotator latency)",
+    )
+    res.figure(
+        "gen.batching_gain",
+        f"batching {n_prompts} prompts per forward (plain {n_prompts}x{k} / plain 1x{k})",
+        tok_s["plain_4x8"] / tok_s["plain_1x8"],
+        "x",
+        digits=2,
+    )
     return finish(res, args)
 
 
@@ -247,16 +321,20 @@ def _shortfall(res: Result, threads: int) -> str:
     # the 1-minute average still carries the previous benchmark of the suite for a while: only
     # more runnable work than cores means someone else had the CPU
     if load is not None and load > cores + 0.5:
-        return (f"measured under load (1-minute load average {load} on {cores} cores, {threads} "
-                "torch thread(s)): other processes had the CPU; rerun on a quiet machine")  # fmt: skip
+        return (
+            f"measured under load (1-minute load average {load} on {cores} cores, {threads} "
+            "torch thread(s)): other processes had the CPU; rerun on a quiet machine"
+        )
     tok_s = res.details["tok_s"]
     from bench.common import machine_info
 
     simd = machine_info()["simd"] or "no AVX2"
     # how this CPU compares with the target's is added by the report (one place, bench.report)
-    return (f"compute-bound on this CPU ({simd}, {cores} cores): ours is "
-            f"{tok_s['ours_4x8'] / tok_s['plain_1x8']:.2f}x plain model.generate's 1x8 figure "
-            f"({tok_s['plain_1x8']:.0f} tok/s) here")  # fmt: skip
+    return (
+        f"compute-bound on this CPU ({simd}, {cores} cores): ours is "
+        f"{tok_s['ours_4x8'] / tok_s['plain_1x8']:.2f}x plain model.generate's 1x8 figure "
+        f"({tok_s['plain_1x8']:.0f} tok/s) here"
+    )
 
 
 if __name__ == "__main__":

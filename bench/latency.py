@@ -32,13 +32,15 @@ from bench.common import (
     qt_config_dir,
     use_bench_home,
     workdir,
-)  # fmt: skip
+)
 from bench.pairs import load_pairs, pairs_project
 
 TARGET_P95_MS, TARGET_STALL_MS = 30.0, 50.0
 TICK_MS, PACE_MS = 5, 150
-WORDS = ("the quick answer is that water boils at one hundred degrees at sea level and the "
-         "reason is pressure, which changes with height above the sea").split()  # fmt: skip
+WORDS = (
+    "the quick answer is that water boils at one hundred degrees at sea level and the "
+    "reason is pressure, which changes with height above the sea"
+).split()
 
 
 def prepare_project(db: Path, model: str, n_prompts: int, smoke: bool) -> Path:
@@ -57,9 +59,14 @@ def prepare_project(db: Path, model: str, n_prompts: int, smoke: bool) -> Path:
             )
         ]
         rows = [
-            {"prompt_id": p, "model": "bench", "text": f"Answer {j}. " + " ".join(WORDS[(p + j) % 7 :] * 3)}
-            for p in ids[:n_prompts] for j in range(4)
-        ]  # fmt: skip
+            {
+                "prompt_id": p,
+                "model": "bench",
+                "text": f"Answer {j}. " + " ".join(WORDS[(p + j) % 7 :] * 3),
+            }
+            for p in ids[:n_prompts]
+            for j in range(4)
+        ]
         store.add_samples(rows)
         store.update_settings(model=model)
     return db
@@ -160,8 +167,9 @@ def rate_while(panel, keep_going, max_ratings: int) -> list[float]:
     return samples
 
 
-def phase(name: str, panel, clock: Clock, gcs: GcPauses, keep_going, max_ratings: int,
-          max_s: float = 300) -> dict:  # fmt: skip
+def phase(
+    name: str, panel, clock: Clock, gcs: GcPauses, keep_going, max_ratings: int, max_s: float = 300
+) -> dict:
     gcs.take()
     clock.start()
     t0 = time.perf_counter()
@@ -171,13 +179,17 @@ def phase(name: str, panel, clock: Clock, gcs: GcPauses, keep_going, max_ratings
     stall = max(gaps) - TICK_MS if gaps else float("nan")
     longest_gc = max((ms for _, ms in collections), default=0.0)
     row = {
-        "phase": name, "seconds": round(time.perf_counter() - t0, 1), "ratings": len(lat),
-        "p50 ms": round(percentile(lat, 50), 1), "p95 ms": round(percentile(lat, 95), 1),
+        "phase": name,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "ratings": len(lat),
+        "p50 ms": round(percentile(lat, 50), 1),
+        "p95 ms": round(percentile(lat, 95), 1),
         "max ms": round(max(lat), 1) if lat else None,
-        "longest stall ms": round(stall, 1), "gaps > 50 ms": sum(g - TICK_MS > 50 for g in gaps),
+        "longest stall ms": round(stall, 1),
+        "gaps > 50 ms": sum(g - TICK_MS > 50 for g in gaps),
         "full collections": sum(g == 2 for g, _ in collections),
         "longest collection ms": round(longest_gc, 1),
-    }  # fmt: skip
+    }
     log(f"  {row}")
     return {"row": row, "latencies": lat, "stall": stall, "longest_gc": longest_gc}
 
@@ -237,11 +249,28 @@ def main(argv: list[str] | None = None) -> dict:
         wait_until(lambda: panel.item is not None, 120)
         log("latency: startup phase (the app loads its model in the background)")
         feeder = panel.feeder
-        phases.append(phase("startup (model loading in the background)", panel, clock, gcs,
-                            lambda: feeder.loaded is None and feeder.model_error is None, 10_000))  # fmt: skip
+        phases.append(
+            phase(
+                "startup (model loading in the background)",
+                panel,
+                clock,
+                gcs,
+                lambda: feeder.loaded is None and feeder.model_error is None,
+                10_000,
+            )
+        )
         log("latency: idle phase")
-        phases.append(phase("idle (queue refills in the background)", panel, clock, gcs, lambda: True,
-                            n_idle, max_s=pick(args, 120, 60, 5)))  # fmt: skip
+        phases.append(
+            phase(
+                "idle (queue refills in the background)",
+                panel,
+                clock,
+                gcs,
+                lambda: True,
+                n_idle,
+                max_s=pick(args, 120, 60, 5),
+            )
+        )
 
         log("latency: generating phase")
         loaded = load_model(args.model)  # before the phase; the app's feeder holds its own copy
@@ -258,8 +287,16 @@ def main(argv: list[str] | None = None) -> dict:
 
         gen_task = Task(work, name="bench-generate").start()
         t_end = time.perf_counter() + gen_s
-        phases.append(phase("generating (generate_samples in a Task)", panel, clock, gcs,
-                            lambda: gen_task.is_running() and time.perf_counter() < t_end, 10_000))  # fmt: skip
+        phases.append(
+            phase(
+                "generating (generate_samples in a Task)",
+                panel,
+                clock,
+                gcs,
+                lambda: gen_task.is_running() and time.perf_counter() < t_end,
+                10_000,
+            )
+        )
         stop([gen_task])
 
         train_panel = window.tabs.widget(1)
@@ -271,8 +308,16 @@ def main(argv: list[str] | None = None) -> dict:
             ended: list = []
             train_panel.run_ended.connect(lambda *a: ended.append(a))
             train_panel.start()
-            phases.append(phase(f"training (DPO from the Train tab, {train_steps} steps)", panel, clock, gcs,
-                                lambda: not ended, 10_000))  # fmt: skip
+            phases.append(
+                phase(
+                    f"training (DPO from the Train tab, {train_steps} steps)",
+                    panel,
+                    clock,
+                    gcs,
+                    lambda: not ended,
+                    10_000,
+                )
+            )
         else:
             res.notes.append("The Train tab is not in this build: the training phase was skipped.")
     finally:
@@ -291,17 +336,41 @@ def main(argv: list[str] | None = None) -> dict:
         percentile(idle["latencies"], 50),
         "ms",
     )
-    res.figure("latency.p95", "submit -> next item painted, p95 (idle)", percentile(idle["latencies"], 95), "ms",
-               target=TARGET_P95_MS, better="lower")  # fmt: skip
-    res.figure("latency.p95_all", "submit -> next item painted, p95 (all phases)", percentile(all_lat, 95), "ms",
-               target=TARGET_P95_MS, better="lower")  # fmt: skip
-    res.figure("latency.stall_startup", "longest GUI stall while the model loads at startup",
-               phases[0]["stall"], "ms", target=TARGET_STALL_MS, better="lower",
-               note=stall_cause(phases[0]))  # fmt: skip
+    res.figure(
+        "latency.p95",
+        "submit -> next item painted, p95 (idle)",
+        percentile(idle["latencies"], 95),
+        "ms",
+        target=TARGET_P95_MS,
+        better="lower",
+    )
+    res.figure(
+        "latency.p95_all",
+        "submit -> next item painted, p95 (all phases)",
+        percentile(all_lat, 95),
+        "ms",
+        target=TARGET_P95_MS,
+        better="lower",
+    )
+    res.figure(
+        "latency.stall_startup",
+        "longest GUI stall while the model loads at startup",
+        phases[0]["stall"],
+        "ms",
+        target=TARGET_STALL_MS,
+        better="lower",
+        note=stall_cause(phases[0]),
+    )
     for p, key in zip(phases[2:], ("generating", "training"), strict=False):
-        res.figure(f"latency.stall_{key}", f"longest GUI stall while {key}", p["stall"], "ms",
-                   target=TARGET_STALL_MS, better="lower",
-                   note=stall_cause(p))  # fmt: skip
+        res.figure(
+            f"latency.stall_{key}",
+            f"longest GUI stall while {key}",
+            p["stall"],
+            "ms",
+            target=TARGET_STALL_MS,
+            better="lower",
+            note=stall_cause(p),
+        )
     res.details["median_ms"] = {p["row"]["phase"]: median(p["latencies"]) for p in phases}
     res.notes.append(
         f"Pairwise ratings by key press every {PACE_MS} ms; a {TICK_MS} ms QTimer measures stalls "

@@ -38,9 +38,12 @@ def peak_rss(argv: list[str], log_path: Path, timeout_s: float) -> tuple[float, 
     start = time.perf_counter()
     with open(log_path, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO / "main.py"), *argv], cwd=REPO, env=bench_env(),
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, str(REPO / "main.py"), *argv],
+            cwd=REPO,
+            env=bench_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         timer = threading.Timer(timeout_s, proc.kill)
         timer.start()
         try:
@@ -73,9 +76,24 @@ def main(argv: list[str] | None = None) -> dict:
         other = n_tokens != tokens[kind]
         name = f"{kind}-{n_tokens}" if other else kind
         db = pairs_project(folder / f"memory-{name}.db", pairs)
-        argv_ = ["--db", str(db), "--device", "cpu", "train", "--algo", "dpo", "--steps", str(steps),
-                 "--model", args.model, f"--{kind}", "--save-every", "0",
-                 "--set", f"forward_tokens={n_tokens}"]  # fmt: skip
+        argv_ = [
+            "--db",
+            str(db),
+            "--device",
+            "cpu",
+            "train",
+            "--algo",
+            "dpo",
+            "--steps",
+            str(steps),
+            "--model",
+            args.model,
+            f"--{kind}",
+            "--save-every",
+            "0",
+            "--set",
+            f"forward_tokens={n_tokens}",
+        ]
         log(f"memory: {name} ({steps} steps)")
         gb, seconds, rc, tail = peak_rss(
             argv_, folder / f"train-{name}.log", timeout_s=pick(args, 900, 600, 120)
@@ -83,22 +101,44 @@ def main(argv: list[str] | None = None) -> dict:
         if rc != 0:
             raise RuntimeError(f"train --{kind} exited {rc}:\n{tail}")
         step_s = step_seconds[name] = _mean_step_seconds(db)
-        rows.append({"fine-tuning": kind, "forward tokens": n_tokens, "default": not other,
-                     "peak RSS (GB)": round(gb, 3), "s/step": round(step_s, 1), "steps": steps,
-                     "pairs": n_pairs, "wall (s)": round(seconds, 1)})  # fmt: skip
+        rows.append(
+            {
+                "fine-tuning": kind,
+                "forward tokens": n_tokens,
+                "default": not other,
+                "peak RSS (GB)": round(gb, 3),
+                "s/step": round(step_s, 1),
+                "steps": steps,
+                "pairs": n_pairs,
+                "wall (s)": round(seconds, 1),
+            }
+        )
         log(f"  peak RSS {gb:.2f} GB in {seconds:.0f} s ({step_s:.1f} s/step)")
         what = "LoRA" if kind == "lora" else "full fine-tuning"
         if other:
-            res.figure(f"memory.dpo_{kind}_{n_tokens}", f"peak RSS, DPO {what}, forward_tokens "
-                       f"{n_tokens} (not the default)", gb, "GB", digits=2,
-                       note=f"{step_s:.1f} s/step against {step_seconds[kind]:.1f} at the default "
-                       f"{tokens[kind]} ({steps} steps each; see the table)")  # fmt: skip
+            res.figure(
+                f"memory.dpo_{kind}_{n_tokens}",
+                f"peak RSS, DPO {what}, forward_tokens {n_tokens} (not the default)",
+                gb,
+                "GB",
+                digits=2,
+                note=f"{step_s:.1f} s/step against {step_seconds[kind]:.1f} at the default "
+                f"{tokens[kind]} ({steps} steps each; see the table)",
+            )
             continue
-        res.figure(f"memory.dpo_{kind}", f"peak RSS, DPO {what} (forward_tokens {n_tokens})",
-                   gb, "GB", target=TARGETS_GB[kind], better="lower", digits=2,
-                   note="" if gb <= TARGETS_GB[kind] else
-                   "activations of the forward passes plus memory malloc keeps; lower "
-                   "forward_tokens trades it for time")  # fmt: skip
+        res.figure(
+            f"memory.dpo_{kind}",
+            f"peak RSS, DPO {what} (forward_tokens {n_tokens})",
+            gb,
+            "GB",
+            target=TARGETS_GB[kind],
+            better="lower",
+            digits=2,
+            note=""
+            if gb <= TARGETS_GB[kind]
+            else "activations of the forward passes plus memory malloc keeps; lower "
+            "forward_tokens trades it for time",
+        )
     res.details["table"] = rows
     res.notes.append(
         f"`main.py train --algo dpo --steps {steps}` on {n_pairs} pairs, default batch size and max "

@@ -37,20 +37,14 @@ def load_pairs(n: int, synthetic: bool = False) -> list[dict[str, str]]:
 
 def pairs_project(db: Path, pairs: list[dict[str, str]], annotator: str = "bench") -> Path:
     """A project file whose ratings are exactly ``pairs`` (one pairwise rating each)."""
-    from core.store import ProjectStore, new_uuid, now
+    from core.store import ProjectStore
 
     db.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     with ProjectStore(db) as store:
         for p in pairs:
-            with store.transaction():
-                cur = store.conn.execute(
-                    "INSERT INTO prompts(uuid, text, content_key, source, created_at) "
-                    "VALUES (?, ?, ?, 'bench', ?)",
-                    (new_uuid(), p["prompt"], p["prompt"], now()),
-                )
-            pid = int(cur.lastrowid)
+            (pid,), _ = store.add_prompts([{"text": p["prompt"]}], source="bench")
             chosen, rejected = store.add_samples(
                 [
                     {"prompt_id": pid, "text": p[side], "model": "default"}
@@ -58,9 +52,11 @@ def pairs_project(db: Path, pairs: list[dict[str, str]], annotator: str = "bench
                 ]
             )
             store.add_rating(
-                annotator=annotator, kind="pairwise", sample_ids=[chosen, rejected],
+                annotator=annotator,
+                kind="pairwise",
+                sample_ids=[chosen, rejected],
                 value={"choice": "a", "winner": chosen, "rater": "core.raters:sentiment"},
-            )  # fmt: skip
+            )
     return db
 
 
@@ -85,8 +81,14 @@ def make_pairs_file(n_prompts: int = 169, min_pairs: int = 64) -> None:
         for prompt, ((a, _), (b, _)) in zip(batch, out, strict=True):
             sa, sb = sentiment(prompt, a), sentiment(prompt, b)
             chosen, rejected = (a, b) if sa >= sb else (b, a)
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "tie": abs(sa - sb) < TIE_MARGIN})  # fmt: skip
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "tie": abs(sa - sb) < TIE_MARGIN,
+                }
+            )
         log(f"{i + len(batch)} prompts, {len(rows)} pairs")
         if len(rows) >= min_pairs:
             break

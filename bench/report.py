@@ -15,8 +15,13 @@ from typing import Any
 from bench.common import BENCH_DIR, REPO
 
 ORDER = ("gen_speed", "dpo_vs_trl", "learning", "latency", "store_speed", "memory", "cold_start")
-STATUS = {"pass": "pass", "short": "**short**", "info": "—", "missing": "not measured",
-          "superseded": "superseded"}  # fmt: skip
+STATUS = {
+    "pass": "pass",
+    "short": "**short**",
+    "info": "—",
+    "missing": "not measured",
+    "superseded": "superseded",
+}
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -91,11 +96,15 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
                 and row.get("KL to base") is not None
                 and row["KL to base"] < 0.5 * min(moved)
             ):
-                why.append(f"the policy barely moved (KL to base {row['KL to base']} nats against "
-                           f"{min(moved)} for a run that gained)")  # fmt: skip
+                why.append(
+                    f"the policy barely moved (KL to base {row['KL to base']} nats against "
+                    f"{min(moved)} for a run that gained)"
+                )
             if fig["key"] == "learn.rloo_se" and acc and acc["value"] is not None:
-                why.append(f"its reward model ranks only {acc['value']:.0f}% of held-out pairs right "
-                           f"({acc['note']}), so RLOO chased a reward that barely tracks the rater")  # fmt: skip
+                why.append(
+                    f"its reward model ranks only {acc['value']:.0f}% of held-out pairs right "
+                    f"({acc['note']}), so RLOO chased a reward that barely tracks the rater"
+                )
             if why:
                 causes[(name, fig["key"])] = "; ".join(why)
     return causes
@@ -127,12 +136,16 @@ def cpu_scale(benches: dict[str, Any]) -> list[str]:
     rows = []
     if "trl" in factors:
         trl = _value(benches, "dpo_vs_trl", "dpo.trl_s_step")
-        rows.append(f"| TRL DPOTrainer, s/step (64 pairs, batch 8, full, fp32) | {trl:.1f} | "
-                    f"~{REFERENCE['trl_s_step']:g} | {factors['trl']:.1f}x slower |")  # fmt: skip
+        rows.append(
+            f"| TRL DPOTrainer, s/step (64 pairs, batch 8, full, fp32) | {trl:.1f} | "
+            f"~{REFERENCE['trl_s_step']:g} | {factors['trl']:.1f}x slower |"
+        )
     if "plain" in factors:
         plain = _value(benches, "gen_speed", "gen.plain_k8")
-        rows.append(f"| plain `model.generate`, 1 prompt x K=8, tok/s | {plain:.0f} | "
-                    f"~{REFERENCE['plain_k8_tok_s']:g} | {factors['plain']:.1f}x slower |")  # fmt: skip
+        rows.append(
+            f"| plain `model.generate`, 1 prompt x K=8, tok/s | {plain:.0f} | "
+            f"~{REFERENCE['plain_k8_tok_s']:g} | {factors['plain']:.1f}x slower |"
+        )
     if not rows:
         return []
     return [
@@ -223,8 +236,14 @@ def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
     ]
     if b.get("error"):
         tail = b.get("log_tail") or b["error"]
-        lines += [f"**This benchmark did not finish:** {b['error']}", "", "```", tail[-2000:].strip(),
-                  "```", ""]  # fmt: skip
+        lines += [
+            f"**This benchmark did not finish:** {b['error']}",
+            "",
+            "```",
+            tail[-2000:].strip(),
+            "```",
+            "",
+        ]
     render = DETAILS.get(b["name"])
     if render and b.get("details"):
         lines += render(b["details"]) + [""]

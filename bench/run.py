@@ -52,9 +52,13 @@ def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) 
     with open(logs / f"{name}.log", "w") as f:
         # its own process group: a timeout also ends the app processes the script started
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=bench_env(), stdout=f, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=REPO,
+            env=bench_env(),
+            stdout=f,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             rc = proc.wait(timeout=minutes * 60)
         except subprocess.TimeoutExpired:
@@ -69,9 +73,17 @@ def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) 
     log(f"{name}: FAILED ({rc}) after {seconds:.0f} s; see {logs / (name + '.log')}")
     title = name.replace("_", " ").capitalize()
     why = f"timed out after {minutes:g} min" if rc == "timeout" else f"exited {rc}"
-    return {"name": name, "title": title, "mode": mode, "figures": [], "seconds": round(seconds),
-            "load_before": load_before, "load_after": load_average(),
-            "error": f"{why}; log bench/out/{mode}/logs/{name}.log", "log_tail": tail}  # fmt: skip
+    return {
+        "name": name,
+        "title": title,
+        "mode": mode,
+        "figures": [],
+        "seconds": round(seconds),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "error": f"{why}; log bench/out/{mode}/logs/{name}.log",
+        "log_tail": tail,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

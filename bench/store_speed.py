@@ -22,7 +22,7 @@ LINEAR_TOLERANCE = 1.5  # per-row cost at 10x the rows may be at most this much 
 def build_project(path: Path, n_ratings: int, seed: int = 0) -> dict[str, float]:
     """A project with n ratings: 4 samples per prompt, each annotator rates both pairs of a prompt
     (pairwise) and scores one sample, so ratings / prompt = 3 x annotators. Returns timings."""
-    from core.store import ProjectStore, new_uuid, now
+    from core.store import ProjectStore
 
     rng = random.Random(seed)
     path.unlink(missing_ok=True)
@@ -30,16 +30,18 @@ def build_project(path: Path, n_ratings: int, seed: int = 0) -> dict[str, float]
     n_prompts = max(1, n_ratings // per_prompt + 1)
     store = ProjectStore(path)
     t0 = time.perf_counter()
-    with store.transaction():
-        store.conn.executemany(
-            "INSERT INTO prompts(uuid, text, content_key, source, created_at) VALUES (?, ?, ?, 'bench', ?)",
-            [(new_uuid(), f"prompt {i}", f"prompt {i}", now()) for i in range(n_prompts)],
-        )
+    store.add_prompts(({"text": f"prompt {i}"} for i in range(n_prompts)), source="bench")
     rows = [
-        {"prompt_id": p + 1, "text": f"response {j} to prompt {p}: " + "word " * rng.randint(5, 60),
-         "model": "default", "params": {"seed": p}, "n_tokens": 40}
-        for p in range(n_prompts) for j in range(4)
-    ]  # fmt: skip
+        {
+            "prompt_id": p + 1,
+            "text": f"response {j} to prompt {p}: " + "word " * rng.randint(5, 60),
+            "model": "default",
+            "params": {"seed": p},
+            "n_tokens": 40,
+        }
+        for p in range(n_prompts)
+        for j in range(4)
+    ]
     for i in range(0, len(rows), 5000):
         store.add_samples(rows[i : i + 5000])
     setup = time.perf_counter() - t0
@@ -59,8 +61,13 @@ def build_project(path: Path, n_ratings: int, seed: int = 0) -> dict[str, float]
                     value = {"choice": choice, "winner": ids["ab".index(choice)]}
                 else:
                     value = {"scores": {"overall": round(rng.random(), 2)}}
-                store.add_rating(annotator=who, kind=kind, sample_ids=list(ids), value=value,
-                                 seconds=rng.uniform(2, 20))  # fmt: skip
+                store.add_rating(
+                    annotator=who,
+                    kind=kind,
+                    sample_ids=list(ids),
+                    value=value,
+                    seconds=rng.uniform(2, 20),
+                )
                 written += 1
     insert = time.perf_counter() - t0
     store.close()
@@ -94,9 +101,11 @@ def time_merge(source: Path, target: Path) -> dict[str, float]:
         again = merge_projects(store, [source])
         second = time.perf_counter() - t0
     return {
-        "merge_s": first, "merge_ratings_added": report.added("ratings"),
-        "remerge_s": second, "remerge_ratings_added": again.added("ratings"),
-    }  # fmt: skip
+        "merge_s": first,
+        "merge_ratings_added": report.added("ratings"),
+        "remerge_s": second,
+        "remerge_ratings_added": again.added("ratings"),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,8 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     for n in sizes:
         name = label.get(n, str(n))
         r = table[n]
-        res.figure(f"store.insert_{name}", f"insert {name} ratings (one commit each)",
-                   r["ratings"] / r["insert_s"], "ratings/s", digits=0)  # fmt: skip
+        res.figure(
+            f"store.insert_{name}",
+            f"insert {name} ratings (one commit each)",
+            r["ratings"] / r["insert_s"],
+            "ratings/s",
+            digits=0,
+        )
         res.figure(
             f"store.export_jsonl_{name}",
             f"export {name} ratings, raw jsonl",
@@ -128,8 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
             "s",
             digits=2,
         )
-        res.figure(f"store.export_pref_{name}", f"export {name} ratings, TRL preference",
-                   r["export_preference_s"], "s", digits=2)  # fmt: skip
+        res.figure(
+            f"store.export_pref_{name}",
+            f"export {name} ratings, TRL preference",
+            r["export_preference_s"],
+            "s",
+            digits=2,
+        )
         res.figure(
             f"store.merge_{name}",
             f"merge a {name}-rating project into an empty one",
@@ -137,13 +156,23 @@ def main(argv: list[str] | None = None) -> dict:
             "s",
             digits=2,
         )
-    for op, key in (("insert", "insert_s"), ("export jsonl", "export_jsonl_s"),
-                    ("export preference", "export_preference_s"), ("merge", "merge_s")):  # fmt: skip
+    for op, key in (
+        ("insert", "insert_s"),
+        ("export jsonl", "export_jsonl_s"),
+        ("export preference", "export_preference_s"),
+        ("merge", "merge_s"),
+    ):
         ratio = (table[large][key] / large) / (table[small][key] / small)
-        res.figure(f"store.growth_{key[:-2]}",
-                   f"{op}: per-rating cost at {label.get(large, large)} / at {label.get(small, small)}",
-                   ratio, "x", target=LINEAR_TOLERANCE, better="lower", digits=2,
-                   note="" if ratio <= LINEAR_TOLERANCE else "super-linear growth")  # fmt: skip
+        res.figure(
+            f"store.growth_{key[:-2]}",
+            f"{op}: per-rating cost at {label.get(large, large)} / at {label.get(small, small)}",
+            ratio,
+            "x",
+            target=LINEAR_TOLERANCE,
+            better="lower",
+            digits=2,
+            note="" if ratio <= LINEAR_TOLERANCE else "super-linear growth",
+        )
     res.notes.append(
         f"{len(ANNOTATORS)} annotators; per prompt 4 samples, 2 pairwise ratings and 1 score per "
         "annotator. The merge re-run added "

@@ -115,12 +115,23 @@ def generate_texts(
 
 # Generation-config fields whose non-default values need a logits processor of model.generate.
 PROCESSOR_DEFAULTS: dict[str, Any] = {
-    "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
-    "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
-    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
-    "exponential_decay_length_penalty": None, "renormalize_logits": False,
-}  # fmt: skip
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+}
 
 
 def lean_loop_can_drive(model: Any) -> bool:
@@ -171,9 +182,12 @@ def _sample_with_generate(
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
     out = model.generate(
-        **enc, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
-        stopping_criteria=StoppingCriteriaList([_Cancelled()]), **sampling,
-    )  # fmt: skip
+        **enc,
+        max_new_tokens=params.max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+        **sampling,
+    )
     if cancel is not None and cancel.is_set():
         raise GenerationCancelled
     return out[:, enc["input_ids"].shape[1] :].tolist()  # (B, T_new)
@@ -193,12 +207,19 @@ def _sample_shared_prefill(
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
     return sample_continuations(
-        model, enc["input_ids"], enc["attention_mask"], k=params.per_prompt,
-        max_new_tokens=params.max_new_tokens, temperature=params.temperature,
-        top_k=_default_top_k(model), top_p=params.top_p, stop_ids=_stop_ids(loaded),
-        pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0, generator=gen,
+        model,
+        enc["input_ids"],
+        enc["attention_mask"],
+        k=params.per_prompt,
+        max_new_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        top_k=_default_top_k(model),
+        top_p=params.top_p,
+        stop_ids=_stop_ids(loaded),
+        pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+        generator=gen,
         cancel=cancel,
-    )  # fmt: skip
+    )
 
 
 def sample_continuations(
@@ -237,9 +258,13 @@ def sample_continuations(
         else {}
     )
     out = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-        use_cache=True, **extra,
-    )  # fmt: skip
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        **extra,
+    )
     cache.batch_repeat_interleave(k)
     logits = out.logits[:, -1].repeat_interleave(k, dim=0)  # (B, V), B = P * K
     mask = mask.repeat_interleave(k, dim=0)
@@ -261,9 +286,12 @@ def sample_continuations(
             rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         out = model(
-            input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=position,
+            cache=cache,
             use_cache=True,
-        )  # fmt: skip
+        )
         logits, position = out.logits[:, -1], position + 1
     return tokens.tolist()
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.store import ProjectStore, new_uuid, now
+from core.store import ProjectStore
+from core.store.records import content_key
 
 FORMATS = (".txt", ".jsonl", ".json", ".csv")
 ROLES = ("system", "user", "assistant")
@@ -70,13 +71,6 @@ class ImportResult:
             else ""
         )
         return f"Imported {self.added} of {self.total} prompts from {self.path.name}{skipped}."
-
-
-def content_key(text: str, messages: list[dict[str, str]] | None) -> str:
-    """What "exact duplicate" means: the stripped text, or the chat as canonical JSON."""
-    if messages is not None:
-        return json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return text.strip()
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -290,29 +284,7 @@ def import_prompts(
     path = Path(path).expanduser()
     parsed = read_prompts(path)
     source = source if source is not None else path.name
-    ids: list[int] = []
-    seen: set[str] = set()
-    skipped = 0
-    with store.transaction() as conn:
-        for p in parsed:
-            key = p.content_key
-            dup = (
-                key in seen
-                or conn.execute(
-                    "SELECT 1 FROM prompts WHERE content_key = ? LIMIT 1", (key,)
-                ).fetchone()
-            )
-            seen.add(key)
-            if dup:
-                skipped += 1
-                continue
-            messages = (
-                json.dumps(p.messages, ensure_ascii=False) if p.messages is not None else None
-            )
-            cur = conn.execute(
-                "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (new_uuid(), p.text, messages, key, source, now()),
-            )
-            ids.append(int(cur.lastrowid))
+    ids, skipped = store.add_prompts(
+        ({"text": p.text, "messages": p.messages} for p in parsed), source=source
+    )
     return ImportResult(len(ids), skipped, len(parsed), path, ids)

@@ -2,10 +2,9 @@
 
 CPython's cyclic collector runs a full collection when the objects it tracks have grown by a
 quarter since the last one, and a full collection walks every tracked object while it holds the
-GIL. Once torch and transformers are imported that is some 400,000 objects: 0.3-0.5 s on the
-benchmark CPU, during which the GUI thread cannot run (issue #6 allows a GUI stall of 50 ms).
-Importing a model's code, peft or accelerate on a background thread grows the heap enough for
-several such collections in a row (measured: 284, 388 and 499 ms while the default model loads).
+GIL. Once torch and transformers are imported that is hundreds of thousands of objects, a
+collection long enough to freeze the GUI thread. Importing a model's code, peft or accelerate on a
+background thread grows the heap enough for several such collections in a row (docs/design.md).
 
 So heavy imports run with the collector paused, and what they created (modules, classes,
 functions: alive as long as the process) then moves to the permanent generation with

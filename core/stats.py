@@ -36,13 +36,18 @@ def project_stats(store: ProjectStore) -> dict[str, Any]:
     """Everything `stats --json` prints, under stable keys."""
     stats = store.basic_stats()
     ratings = [
-        {"annotator": a, "kind": k, "sample_ids": json.loads(ids), "value": json.loads(v),
-         "seconds": secs}
+        {
+            "annotator": a,
+            "kind": k,
+            "sample_ids": json.loads(ids),
+            "value": json.loads(v),
+            "seconds": secs,
+        }
         for a, k, ids, v, secs in store.conn.execute(
             "SELECT annotator, kind, sample_ids, value, seconds FROM ratings "
             "WHERE superseded = 0 AND kind != 'skip' ORDER BY id"
         )
-    ]  # fmt: skip
+    ]
     stats["speed"] = speed(ratings)
     stats["agreement"] = agreement(ratings)
     stats["score_distribution"] = score_distribution(ratings)
@@ -145,10 +150,14 @@ def label_agreement(judged: dict[tuple[str, Any], str]) -> dict[str, Any]:
         a, b = [v[x] for v in shared], [v[y] for v in shared]
         same = sum(p == q for p, q in zip(a, b, strict=True))
         agree, shared_total = agree + same, shared_total + len(shared)
-        pairs.append({
-            "annotators": [x, y], "items": len(shared),
-            "raw_agreement": _round(same / len(shared)), "kappa": _round(cohen_kappa(a, b)),
-        })  # fmt: skip
+        pairs.append(
+            {
+                "annotators": [x, y],
+                "items": len(shared),
+                "raw_agreement": _round(same / len(shared)),
+                "kappa": _round(cohen_kappa(a, b)),
+            }
+        )
     codes = {label: i for i, label in enumerate(sorted(set(judged.values())))}
     alpha = _alpha({k: codes[v] for k, v in judged.items()}, "nominal")
     return {
@@ -212,9 +221,11 @@ def score_distribution(ratings: list[dict[str, Any]]) -> dict[str, Any]:
             i = next((i for i, e in enumerate(HIST_EDGES[1:-1]) if v < e), len(counts) - 1)
             counts[i] += 1
         out[criterion] = {
-            "n": len(vs), "mean": _round(sum(vs) / len(vs)), "edges": list(HIST_EDGES),
+            "n": len(vs),
+            "mean": _round(sum(vs) / len(vs)),
+            "edges": list(HIST_EDGES),
             "counts": counts,
-        }  # fmt: skip
+        }
     return out
 
 
@@ -229,10 +240,15 @@ def per_checkpoint(store: ProjectStore, ratings: list[dict[str, Any]]) -> dict[s
             "SELECT step, run_id, kind FROM checkpoints WHERE id = ?", (ckpt,)
         ).fetchone()
         out[model] = {
-            "checkpoint_id": ckpt, "step": row[0] if row else None,
-            "run_id": row[1] if row else None, "samples": n, "ratings": 0,
-            "_scores": [], "_thumbs": [], "vs": defaultdict(lambda: [0, 0, 0]),
-        }  # fmt: skip
+            "checkpoint_id": ckpt,
+            "step": row[0] if row else None,
+            "run_id": row[1] if row else None,
+            "samples": n,
+            "ratings": 0,
+            "_scores": [],
+            "_thumbs": [],
+            "vs": defaultdict(lambda: [0, 0, 0]),
+        }
     for r in ratings:
         models = {model_of.get(s) for s in r["sample_ids"]} - {None}
         for m in models:

@@ -142,12 +142,10 @@ def configure_runtime() -> int:
     returns the torch CPU threads background work gets.
 
     Generation and training threads hold the GIL between tensor ops: a shorter switch interval lets
-    the GUI thread take it back sooner (tiny model generating: longest stall 61 → 45 ms, submit →
-    next item p95 41 → 26 ms). On a CPU, torch's own threads would also take every core, and the
-    GUI thread then waits for the OS scheduler: background model work gets one core fewer than
-    the machine has (docs/benchmarks.md, annotator latency). And the garbage collector's full
-    collections, which hold the GIL for 0.3-0.5 s once torch and transformers are imported, walk
-    only what was created after start-up (core.quiet_imports).
+    the GUI thread take it back sooner. On a CPU, torch's own threads would also take every core,
+    and the GUI thread then waits for the OS scheduler: background model work gets one core fewer
+    than the machine has. And the garbage collector's full collections walk only what was created
+    after start-up (core.quiet_imports). The measurements: docs/design.md.
     """
     import torch
 

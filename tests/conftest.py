@@ -100,9 +100,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def project_with_prompts(store):
     """A project with five short prompts (one chat, one Chinese)."""
-    import json
-
-    from core.store import new_uuid, now
 
     prompts = [
         ("Write a short poem about the sea.", None),
@@ -114,12 +111,5 @@ def project_with_prompts(store):
             [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}],
         ),
     ]
-    with store.transaction():
-        for text, messages in prompts:
-            key = json.dumps(messages, ensure_ascii=False, sort_keys=True) if messages else text
-            store.conn.execute(
-                "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-                "VALUES (?, ?, ?, ?, 'test', ?)",
-                (new_uuid(), text, json.dumps(messages) if messages else None, key, now()),
-            )
+    store.add_prompts(({"text": t, "messages": m} for t, m in prompts), source="test")
     return store

@@ -59,8 +59,17 @@ def test_report_renders_every_result(smoke_results, tmp_path):
 def test_a_re_measurement_is_kept_beside_the_first(tmp_path):
     script = importlib.import_module("bench.store_speed")
     out = tmp_path / "again.json"
-    script.main(["--smoke", "--out", str(out), "--workdir", str(tmp_path / "work"),
-                 "--again", "after a fix"])  # fmt: skip
+    script.main(
+        [
+            "--smoke",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--again",
+            "after a fix",
+        ]
+    )
     result = json.loads(out.read_text())
     assert result["name"] == "store_speed_again"
     assert result["title"].endswith(", re-measured: after a fix")
@@ -80,12 +89,21 @@ def test_report_counts_the_newest_measurement_of_a_figure(tmp_path):
     from bench import report
 
     def bench(name, started, value, status):
-        fig = {"key": "learn.rloo_se", "label": "RLOO gain", "value": value, "unit": "SE",
-               "target": 2.0, "status": status, "note": ""}  # fmt: skip
+        fig = {
+            "key": "learn.rloo_se",
+            "label": "RLOO gain",
+            "value": value,
+            "unit": "SE",
+            "target": 2.0,
+            "status": status,
+            "note": "",
+        }
         return {"name": name, "title": name.title(), "started": started, "figures": [fig]}
 
-    benches = {"learning": bench("learning", "2026-11-29T11:00", -1.0, "short"),
-               "learning_rloo": bench("learning_rloo", "2026-11-29T15:00", 2.5, "pass")}  # fmt: skip
+    benches = {
+        "learning": bench("learning", "2026-11-29T11:00", -1.0, "short"),
+        "learning_rloo": bench("learning_rloo", "2026-11-29T15:00", 2.5, "pass"),
+    }
     assert report.superseded(benches) == {("learning", "learn.rloo_se"): "Learning_Rloo"}
     text = report.render({"generated": "now", "benches": benches}, docs_dir=tmp_path)
     assert "## Summary (0 figure(s) short of target)" in text
@@ -108,8 +126,12 @@ def test_a_non_default_setting_is_reported_beside_the_defaults(capsys):
     key = "learn.rloo_se[rloo: rollouts_per_sampling=4]"
     assert [f["key"] for f in variant["figures"]] == [key]
     assert variant["details"]["figure_rows"] == {key: "RLOO with the reward model"}
-    default = {"name": "learning", "title": "Learning", "started": "2026-11-29T11:00",
-               "figures": [{**variant["figures"][0], "key": "learn.rloo_se"}]}  # fmt: skip
+    default = {
+        "name": "learning",
+        "title": "Learning",
+        "started": "2026-11-29T11:00",
+        "figures": [{**variant["figures"][0], "key": "learn.rloo_se"}],
+    }
     assert report.superseded({"learning": default, variant["name"]: variant}) == {}
     with pytest.raises(SystemExit):
         run.main(["--smoke", "--set", "rollouts_per_sampling=4"])  # no RUN: prefix

@@ -39,12 +39,18 @@ class PolicyEval:
     def summary(self) -> dict[str, Any]:
         ci = mean_ci(list(self.per_prompt().values()))
         return {
-            "mean": ci["mean"], "ci_lo": ci["lo"], "ci_hi": ci["hi"], "se": ci["se"],
-            "prompts": ci["n"], "responses": len(self.scores),
+            "mean": ci["mean"],
+            "ci_lo": ci["lo"],
+            "ci_hi": ci["hi"],
+            "se": ci["se"],
+            "prompts": ci["n"],
+            "responses": len(self.scores),
             "mean_tokens": statistics.fmean(self.n_tokens) if self.n_tokens else float("nan"),
-            "distinct_1": distinct_n(self.texts, 1), "distinct_2": distinct_n(self.texts, 2),
-            "kl_to_base": self.kl, "seconds": round(self.seconds, 1),
-        }  # fmt: skip
+            "distinct_1": distinct_n(self.texts, 1),
+            "distinct_2": distinct_n(self.texts, 2),
+            "kl_to_base": self.kl,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def generate_heldout(
@@ -125,8 +131,10 @@ def kl_to_base(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     seqs = []
     for prompt, text in zip(prompts, texts, strict=True):
-        p = tokenizer(format_prompt(tokenizer, [{"role": "user", "content": prompt}]),
-                      add_special_tokens=False)["input_ids"]  # fmt: skip
+        p = tokenizer(
+            format_prompt(tokenizer, [{"role": "user", "content": prompt}]),
+            add_special_tokens=False,
+        )["input_ids"]
         r = tokenizer(text, add_special_tokens=False)["input_ids"]
         seqs.append((p, r))
     total = []

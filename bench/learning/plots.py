@@ -37,8 +37,15 @@ def reward_vs_step(runs: list[dict], out: Path) -> Path:
             if points:
                 steps, values = zip(*points, strict=True)
                 marker = "o" if len(steps) < 30 else None  # a short run still shows its points
-                axis.plot(steps, values, style, marker=marker, markersize=3,
-                          color="C0" if axis is ax else "C1", label=name)  # fmt: skip
+                axis.plot(
+                    steps,
+                    values,
+                    style,
+                    marker=marker,
+                    markersize=3,
+                    color="C0" if axis is ax else "C1",
+                    label=name,
+                )
                 axis.set_ylabel(name, color="C0" if axis is ax else "C1")
         ax.set_title(run["label"])
         ax.set_xlabel("optimizer step")

@@ -31,15 +31,18 @@ from bench.common import (
     plots_dir,
     use_bench_home,
     workdir,
-)  # fmt: skip
+)
 from bench.learning import evaluate, plots
 from bench.learning.prompts import heldout_prompts, train_prompts
 
 PLAN_KEYS = ("dpo_large", "dpo_small", "reward", "rloo", "reinforce")
 TARGETS = {  # issue #6
-    "dpo_large_se": 5.0, "dpo_large_time_s": 300.0, "dpo_small_se": 2.0,
-    "rloo_se": 2.0, "rloo_time_s": 900.0,
-}  # fmt: skip
+    "dpo_large_se": 5.0,
+    "dpo_large_time_s": 300.0,
+    "dpo_small_se": 2.0,
+    "rloo_se": 2.0,
+    "rloo_time_s": 900.0,
+}
 SIZES = {
     # train prompts, held-out prompts, K, new tokens, ratings, pairs (large, small), steps
     "full": dict(train=100, heldout=32, k=4, new=64, ratings=200, large=150, small=50, steps=None),
@@ -106,24 +109,43 @@ def last_run(store) -> dict[str, Any]:
         metrics.setdefault(name, []).append((step, value))
     steps = max((s for s, _ in metrics.get("loss", [])), default=0)
     return {
-        "run_id": run_id, "algo": algo, "status": status, "message": message,
-        "ratings": len(json.loads(rating_ids or "[]")), "checkpoint": ck[0] if ck else None,
-        "steps": steps, "step_seconds": sum(v for _, v in metrics.get("step_time", [])),
+        "run_id": run_id,
+        "algo": algo,
+        "status": status,
+        "message": message,
+        "ratings": len(json.loads(rating_ids or "[]")),
+        "checkpoint": ck[0] if ck else None,
+        "steps": steps,
+        "step_seconds": sum(v for _, v in metrics.get("step_time", [])),
         "metrics": metrics,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--rater", default=None, help="rater spec (default core.raters:sentiment; "
-                   "--smoke: bench.learning.raters:text_hash, which separates a tiny model's outputs)")  # fmt: skip
-    p.add_argument("--runs", default=None, help="comma-separated training runs to do (default "
-                   "all): " + ", ".join(PLAN_KEYS) + "; a subset is reported as its own benchmark "
-                   "(learning_<runs>), with its own plots")  # fmt: skip
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="RUN:FIELD=VALUE",
-                   help="a non-default setting for one run, e.g. rloo:rollouts_per_sampling=4 "
-                   "(passed to `train --set`); the figures are then named after it, so that they "
-                   "sit beside the defaults' figures and do not supersede them")  # fmt: skip
+    p.add_argument(
+        "--rater",
+        default=None,
+        help="rater spec (default core.raters:sentiment; "
+        "--smoke: bench.learning.raters:text_hash, which separates a tiny model's outputs)",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="comma-separated training runs to do (default "
+        "all): " + ", ".join(PLAN_KEYS) + "; a subset is reported as its own benchmark "
+        "(learning_<runs>), with its own plots",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="RUN:FIELD=VALUE",
+        help="a non-default setting for one run, e.g. rloo:rollouts_per_sampling=4 "
+        "(passed to `train --set`); the figures are then named after it, so that they "
+        "sit beside the defaults' figures and do not supersede them",
+    )
     args = p.parse_args(argv)
     settings: dict[str, list[str]] = {}
     for item in args.settings:
@@ -174,10 +196,28 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model != "default":
         with ProjectStore(train_db) as store:
             store.update_settings(model=args.model)
-    timings = {"generate_s": cli("generate", "--per-prompt", str(size["k"]), "--max-new-tokens",
-                                 str(size["new"]), "--seed", "1")}  # fmt: skip
-    timings["rate_s"] = cli("rate", "--auto", rater, "--mode", "pairwise", "--annotator", "vader",
-                            "--limit", str(size["ratings"]))  # fmt: skip
+    timings = {
+        "generate_s": cli(
+            "generate",
+            "--per-prompt",
+            str(size["k"]),
+            "--max-new-tokens",
+            str(size["new"]),
+            "--seed",
+            "1",
+        )
+    }
+    timings["rate_s"] = cli(
+        "rate",
+        "--auto",
+        rater,
+        "--mode",
+        "pairwise",
+        "--annotator",
+        "vader",
+        "--limit",
+        str(size["ratings"]),
+    )
     with ProjectStore(train_db) as store:
         limits = {n: rating_limit(store, "vader", size[n]) for n in ("large", "small")}
         total_pairs = count_pairs(store, "vader")
@@ -193,15 +233,26 @@ def main(argv: list[str] | None = None) -> dict:
             "--limit",
             str(limits[n]),
         )
-    cli("rate", "--auto", rater, "--mode", "score", "--annotator", "vader-score",
-        "--limit", str(size["ratings"]))  # fmt: skip
+    cli(
+        "rate",
+        "--auto",
+        rater,
+        "--mode",
+        "score",
+        "--annotator",
+        "vader-score",
+        "--limit",
+        str(size["ratings"]),
+    )
     with ProjectStore(train_db) as store:
         data = {
-            "samples": store.count("samples"), "pairwise ratings": store.count("ratings", "annotator = 'vader'"),
-            "pairs (all)": total_pairs, "pairs (large)": count_pairs(store, "vader-large"),
+            "samples": store.count("samples"),
+            "pairwise ratings": store.count("ratings", "annotator = 'vader'"),
+            "pairs (all)": total_pairs,
+            "pairs (large)": count_pairs(store, "vader-large"),
             "pairs (small)": count_pairs(store, "vader-small"),
             "score ratings": store.count("ratings", "annotator = 'vader-score'"),
-        }  # fmt: skip
+        }
     log(f"learning: data {data}")
 
     # ---- 2. the held-out baseline
@@ -283,18 +334,31 @@ def _report(res: Result, args, size, data, timings, evals, runs) -> None:
     rm = runs.get("reward", {})
     acc = rm.get("heldout_accuracy")
     res.details["tables"] = [
-        {"title": "Training runs (default settings)", "rows": [
-            {"run": r["label"], "status": r.get("status", "failed"), "examples": r.get("ratings"),
-             "steps": r.get("steps"), "train s (command)": round(r.get("train_s", 0), 1),
-             "step s (sum)": round(r.get("step_seconds", 0), 1), "note": r.get("error") or r.get("message") or ""}
-            for r in runs.values()
-        ]},
+        {
+            "title": "Training runs (default settings)",
+            "rows": [
+                {
+                    "run": r["label"],
+                    "status": r.get("status", "failed"),
+                    "examples": r.get("ratings"),
+                    "steps": r.get("steps"),
+                    "train s (command)": round(r.get("train_s", 0), 1),
+                    "step s (sum)": round(r.get("step_seconds", 0), 1),
+                    "note": r.get("error") or r.get("message") or "",
+                }
+                for r in runs.values()
+            ],
+        },
         {"title": "Data", "rows": [{**data, "generate s": round(timings["generate_s"], 1)}]},
-    ]  # fmt: skip
+    ]
     if acc:
-        res.figure("learn.rm_accuracy", f"reward model accuracy on {acc['pairs']} held-out pairs",
-                   100 * acc["accuracy"], "%",
-                   note=f"95% CI {100 * acc['lo']:.0f}–{100 * acc['hi']:.0f}%")  # fmt: skip
+        res.figure(
+            "learn.rm_accuracy",
+            f"reward model accuracy on {acc['pairs']} held-out pairs",
+            100 * acc["accuracy"],
+            "%",
+            note=f"95% CI {100 * acc['lo']:.0f}–{100 * acc['hi']:.0f}%",
+        )
     _gain_figure(
         res, runs, "dpo_large", f"DPO gain, ≤{size['large']} pairs", TARGETS["dpo_large_se"]
     )
@@ -307,15 +371,24 @@ def _report(res: Result, args, size, data, timings, evals, runs) -> None:
     _gain_figure(res, runs, "rloo", "RLOO gain (reward model)", TARGETS["rloo_se"])
     _time_figure(res, runs, "rloo", "RLOO training time", TARGETS["rloo_time_s"])
     _gain_figure(res, runs, "reinforce", "REINFORCE gain (scores)", None)
-    res.figure("learn.base_mean", "base model held-out mean score", base["mean"], "", digits=3,
-               note=f"95% CI {base['ci_lo']:.3f}–{base['ci_hi']:.3f}, {base['prompts']} prompts x {size['k']}")  # fmt: skip
+    res.figure(
+        "learn.base_mean",
+        "base model held-out mean score",
+        base["mean"],
+        "",
+        digits=3,
+        note=f"95% CI {base['ci_lo']:.3f}–{base['ci_hi']:.3f}, {base['prompts']} prompts x {size['k']}",
+    )
     if importlib.util.find_spec("matplotlib") is None:
         res.notes.append("matplotlib is not installed (pip install -e '.[bench]'): no plots.")
         return
     out = plots_dir(args)
     stem = "learning" if res.name == "learning" else res.name
-    curves = [{"label": r["label"], "algo": r["algo"], "metrics": r.get("metrics", {})}
-              for r in runs.values() if r.get("metrics")]  # fmt: skip
+    curves = [
+        {"label": r["label"], "algo": r["algo"], "metrics": r.get("metrics", {})}
+        for r in runs.values()
+        if r.get("metrics")
+    ]
     if curves:
         res.plots.append(str(plots.reward_vs_step(curves, out / f"{stem}_reward_vs_step.png")))
     groups = [("base", evals["base"].scores)] + [
@@ -335,15 +408,17 @@ def _report(res: Result, args, size, data, timings, evals, runs) -> None:
 
 def _row(label: str, run: dict | None, s: dict, gain: dict | None) -> dict[str, Any]:
     return {
-        "policy": label, "held-out mean": round(s["mean"], 3),
+        "policy": label,
+        "held-out mean": round(s["mean"], 3),
         "95% CI": f"{s['ci_lo']:.3f}–{s['ci_hi']:.3f}",
         "gain": round(gain["gain"], 3) if gain else None,
         "gain / SE": round(gain["z"], 1) if gain else None,
         "KL to base": round(s["kl_to_base"], 2) if s["kl_to_base"] is not None else None,
-        "distinct-1": round(s["distinct_1"], 3), "distinct-2": round(s["distinct_2"], 3),
+        "distinct-1": round(s["distinct_1"], 3),
+        "distinct-2": round(s["distinct_2"], 3),
         "mean tokens": round(s["mean_tokens"], 1),
         "train s": round(run["train_s"], 0) if run else None,
-    }  # fmt: skip
+    }
 
 
 def _mark_variant(res: Result, settings: dict[str, list[str]]) -> None:
@@ -374,8 +449,14 @@ def _gain_figure(res: Result, runs: dict, key: str, label: str, target: float | 
     run = runs.get(key, {})
     gain = run.get("gain")
     if not gain:
-        res.figure(f"learn.{key}_se", label, None, "SE", target=target,
-                   note=f"not measured: {run.get('error', 'did not run')}")  # fmt: skip
+        res.figure(
+            f"learn.{key}_se",
+            label,
+            None,
+            "SE",
+            target=target,
+            note=f"not measured: {run.get('error', 'did not run')}",
+        )
         return
     res.details.setdefault("figure_rows", {})[f"learn.{key}_se"] = run["label"]  # its table row
     used = f", {run['ratings']} ratings" if run.get("ratings") else ""
@@ -390,8 +471,18 @@ def _time_figure(res: Result, runs: dict, key: str, label: str, target: float) -
         return
     run = runs.get(key, {})
     value = run.get("train_s")
-    res.figure(f"learn.{key}_time", label, value, "s", target=target, better="lower", digits=0,
-               note=f"{run.get('steps')} steps, {run.get('step_seconds', 0):.0f} s in steps" if value else "")  # fmt: skip
+    res.figure(
+        f"learn.{key}_time",
+        label,
+        value,
+        "s",
+        target=target,
+        better="lower",
+        digits=0,
+        note=f"{run.get('steps')} steps, {run.get('step_seconds', 0):.0f} s in steps"
+        if value
+        else "",
+    )
 
 
 def _cause(run: dict) -> str:

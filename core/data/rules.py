@@ -84,12 +84,19 @@ def build_preference_pairs(
     scored = scores(data, criterion)
     if not aggregate:
         pairs = [
-            PreferencePair(j.prompt_id, j.value, b if j.value == a else a, 0.0, [j.rating_id],
-                           annotator, j.kind)
+            PreferencePair(
+                j.prompt_id,
+                j.value,
+                b if j.value == a else a,
+                0.0,
+                [j.rating_id],
+                annotator,
+                j.kind,
+            )
             for (a, b), by_annotator in votes.items()
             for annotator, j in by_annotator.items()
             if j.value is not None
-        ]  # fmt: skip
+        ]
         pairs += _score_pairs_per_annotator(scored, score_margin)
         return sorted(pairs, key=lambda p: (p.rating_ids, p.chosen_id, p.rejected_id))
 
@@ -108,9 +115,15 @@ def build_preference_pairs(
             annotator = c.annotator if c.annotator == s.annotator else None
             kinds = "+".join(sorted(set(c.source.split("+")) | {"score"}))
             s = PreferencePair(
-                c.prompt_id, c.chosen_id, c.rejected_id, s.margin, ids, annotator, kinds,
+                c.prompt_id,
+                c.chosen_id,
+                c.rejected_id,
+                s.margin,
+                ids,
+                annotator,
+                kinds,
                 min(c.agreement, s.agreement),
-            )  # fmt: skip
+            )
         merged.append(s or c)
     return sorted(merged, key=lambda p: (p.prompt_id, p.chosen_id, p.rejected_id))
 
@@ -176,9 +189,15 @@ def _aggregate_comparisons(votes: Judged) -> dict[tuple[int, int], PreferencePai
             continue  # "no preference" won, or no strict plurality
         loser = pair[1] if top == pair[0] else pair[0]
         out[pair] = PreferencePair(
-            js[0].prompt_id, top, loser, 0.0, rating_ids_of(js), who(by_annotator),
-            kinds_of(js), ranked[0] / len(js),
-        )  # fmt: skip
+            js[0].prompt_id,
+            top,
+            loser,
+            0.0,
+            rating_ids_of(js),
+            who(by_annotator),
+            kinds_of(js),
+            ranked[0] / len(js),
+        )
     return out
 
 
@@ -211,10 +230,14 @@ def build_unpaired_examples(
             js = list(votes.values())
             out.append(
                 UnpairedExample(
-                    js[0].prompt_id, sample, n_up > n_down, rating_ids_of(js), who(votes),
+                    js[0].prompt_id,
+                    sample,
+                    n_up > n_down,
+                    rating_ids_of(js),
+                    who(votes),
                     agreement,
                 )
-            )  # fmt: skip
+            )
     return sorted(out, key=lambda e: (e.prompt_id, e.sample_id))
 
 
@@ -243,9 +266,10 @@ def build_scalar_rewards(
         agreement = sum(1 for j in js if (j.value >= score_threshold - EPS) == high) / len(js)
         if agreement >= min_agreement - EPS:
             out.append(
-                ScalarReward(js[0].prompt_id, sample, mean, rating_ids_of(js), who(votes),
-                             agreement)
-            )  # fmt: skip
+                ScalarReward(
+                    js[0].prompt_id, sample, mean, rating_ids_of(js), who(votes), agreement
+                )
+            )
     return sorted(out, key=lambda e: (e.prompt_id, e.sample_id))
 
 

@@ -39,9 +39,12 @@ def model_card(
         front.append("pipeline_tag: text-generation")
     front.append("---")
     lines = [
-        *front, "",
-        f"# checkpoint:{rec['id']} — {what} trained with {algo.upper()} in RLHF Studio", "",
-        f"- **Kind:** {rec['kind']}" + (" — it scores responses; it does not generate." if reward else ""),
+        *front,
+        "",
+        f"# checkpoint:{rec['id']} — {what} trained with {algo.upper()} in RLHF Studio",
+        "",
+        f"- **Kind:** {rec['kind']}"
+        + (" — it scores responses; it does not generate." if reward else ""),
         f"- **Form:** {_FORMS[form]}",
         f"- **Base model:** `{base}`" + (f" ({hub_base})" if hub_base != base else ""),
         f"- **Algorithm:** {algo}",
@@ -49,12 +52,27 @@ def model_card(
         f"- **Checkpoint saved:** {rec['created_at']}",
         f"- **Exported:** {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
         f"- **Checkpoint uuid:** {rec['uuid']}" + (f", run {run['uuid']}" if run else ""),
-        f"- **sha256:** {rec.get('sha256') or 'n/a'}", "",
-        "## Training data", "", *_data_lines(store, run), "",
-        "## Hyper-parameters", "", *_table(config, "setting"), "",
-        "## Final metrics", "", *_table(metrics or {}, "metric"), "",
-        "## How to load", "", "```python", *_load_snippet(form, reward, hub_base), "```", "",
-    ]  # fmt: skip
+        f"- **sha256:** {rec.get('sha256') or 'n/a'}",
+        "",
+        "## Training data",
+        "",
+        *_data_lines(store, run),
+        "",
+        "## Hyper-parameters",
+        "",
+        *_table(config, "setting"),
+        "",
+        "## Final metrics",
+        "",
+        *_table(metrics or {}, "metric"),
+        "",
+        "## How to load",
+        "",
+        "```python",
+        *_load_snippet(form, reward, hub_base),
+        "```",
+        "",
+    ]
     if reward:
         lines += _pooling_lines(config.get("pooling") or "last", form)
     return "\n".join(lines)
@@ -63,18 +81,30 @@ def model_card(
 def _pooling_lines(pooling: str, form: str) -> list[str]:
     """How a reward model's score is computed (``core.models.reward``, pooling)."""
     if pooling != "mean":
-        return ["## How it scores", "", "The score of a prompt and response is the model's output "
-                "on the chat-formatted prompt followed by the response (no end-of-turn token): "
-                "the head on the last token, as `transformers` computes it.", ""]  # fmt: skip
-    lines = ["## How it scores", "", "This reward model was trained with **mean pooling**: the "
-             "score is its head applied to the mean of the *response* tokens' last hidden states "
-             "(prompt chat-formatted, response appended, no end-of-turn token). "
-             "`AutoModelForSequenceClassification`'s own output reads the last token instead, so "
-             "compute the score like this:", ""]  # fmt: skip
+        return [
+            "## How it scores",
+            "",
+            "The score of a prompt and response is the model's output "
+            "on the chat-formatted prompt followed by the response (no end-of-turn token): "
+            "the head on the last token, as `transformers` computes it.",
+            "",
+        ]
+    lines = [
+        "## How it scores",
+        "",
+        "This reward model was trained with **mean pooling**: the "
+        "score is its head applied to the mean of the *response* tokens' last hidden states "
+        "(prompt chat-formatted, response appended, no end-of-turn token). "
+        "`AutoModelForSequenceClassification`'s own output reads the last token instead, so "
+        "compute the score like this:",
+        "",
+    ]
     if form == "adapter":
         return lines[:-1] + [" RLHF Studio does this in `core.checkpoints.load_reward_model`.", ""]
     return lines + [
-        "```python", "import torch", "",
+        "```python",
+        "import torch",
+        "",
         "def reward(model, tokenizer, prompt, response):",
         '    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],',
         "                                         tokenize=False, add_generation_prompt=True)",
@@ -84,8 +114,9 @@ def _pooling_lines(pooling: str, form: str) -> list[str]:
         "        body = getattr(model, model.base_model_prefix)",
         "        hidden = body(torch.tensor([p + r])).last_hidden_state[0]",
         "        return model.score(hidden[len(p):].mean(0)).item()",
-        "```", "",
-    ]  # fmt: skip
+        "```",
+        "",
+    ]
 
 
 _FORMS = {
@@ -121,8 +152,10 @@ def _data_lines(store: ProjectStore, run: dict[str, Any]) -> list[str]:
     ).fetchone()
     n, a, p = totals
     out = [f"{_n(n, 'rating')} by {_n(a, 'annotator')} on {_n(p, 'prompt')}:", ""]
-    out += [f"- {kind}: {_n(n, 'rating')} ({_n(a, 'annotator')}, {_n(p, 'prompt')})"
-            for kind, n, a, p in rows]  # fmt: skip
+    out += [
+        f"- {kind}: {_n(n, 'rating')} ({_n(a, 'annotator')}, {_n(p, 'prompt')})"
+        for kind, n, a, p in rows
+    ]
     return out
 
 

@@ -19,8 +19,15 @@ from core.models.loading import load_checkpoint_model
 from core.store import ProjectStore
 
 # Files a training run keeps for resuming that a published model does not need.
-_TRAINING_ONLY = ("optimizer", "scheduler", "rng_state", "trainer_state", "training_state",
-                  "training_args", "checkpoint.json")  # fmt: skip
+_TRAINING_ONLY = (
+    "optimizer",
+    "scheduler",
+    "rng_state",
+    "trainer_state",
+    "training_state",
+    "training_args",
+    "checkpoint.json",
+)
 
 
 @dataclass
@@ -51,8 +58,11 @@ def export_checkpoint(
         notes.append("a reward checkpoint is exported as it is; --merged was ignored")
     if merged and not rec["adapter"]:
         notes.append("the checkpoint holds full weights already; --merged changed nothing")
-    form = "merged" if merged and rec["adapter"] and rec["kind"] == "policy" else (
-        "adapter" if rec["adapter"] else "full")  # fmt: skip
+    form = (
+        "merged"
+        if merged and rec["adapter"] and rec["kind"] == "policy"
+        else ("adapter" if rec["adapter"] else "full")
+    )
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if form == "merged":  # the base model (fp32, CPU) with the adapter merged in
@@ -97,8 +107,12 @@ def _copy_files(src: Path, dst: Path, *, skip_adapter: bool) -> None:
     shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True)
 
 
-_MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors",
-                "model.safetensors.index.json"}  # fmt: skip
+_MODEL_FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+}
 
 
 def _ensure_tokenizer(store: ProjectStore, rec: dict[str, Any], folder: Path, notes: list) -> None:

@@ -93,9 +93,16 @@ def export_ratings(
 ) -> ExportResult:
     """Write ratings to ``path`` in ``fmt`` (see FORMATS); ``progress`` gets each ExportProgress."""
     gen = iter_export_ratings(
-        store, path, fmt, anonymize=anonymize, include_superseded=include_superseded,
-        annotators=annotators, min_agreement=min_agreement, min_score=min_score, cancel=cancel,
-    )  # fmt: skip
+        store,
+        path,
+        fmt,
+        anonymize=anonymize,
+        include_superseded=include_superseded,
+        annotators=annotators,
+        min_agreement=min_agreement,
+        min_score=min_score,
+        cancel=cancel,
+    )
     while True:
         try:
             step = next(gen)
@@ -238,34 +245,44 @@ def _raw_query(
     if code is not None:
         store.conn.create_function("rlhf_anon", 1, code, deterministic=True)
         annotator = "rlhf_anon(r.annotator)"
-        model = "CASE WHEN s.model LIKE 'human:%' THEN 'human:' || rlhf_anon(substr(s.model, 7)) ELSE s.model END"  # fmt: skip
+        model = "CASE WHEN s.model LIKE 'human:%' THEN 'human:' || rlhf_anon(substr(s.model, 7)) ELSE s.model END"
 
     fields = ("j.value", "s.uuid", "s.text", model, "s.checkpoint_id")
     response = ", ".join(f"'{k}', {e}" for k, e in zip(RESPONSE_FIELDS, fields, strict=True))
-    responses = (f"(SELECT json_group_array(json_object({response})) FROM json_each(r.sample_ids) j "
-                 "LEFT JOIN samples s ON s.id = j.value)")  # in the order shown  # fmt: skip
+    responses = (
+        f"(SELECT json_group_array(json_object({response})) FROM json_each(r.sample_ids) j "
+        "LEFT JOIN samples s ON s.id = j.value)"
+    )  # in the order shown
 
-    score = "CASE WHEN r.kind = 'score' THEN (SELECT value FROM json_each(r.value, '$.scores') WHERE key = ?) END"  # fmt: skip
+    score = "CASE WHEN r.kind = 'score' THEN (SELECT value FROM json_each(r.value, '$.scores') WHERE key = ?) END"
     superseded = "CASE WHEN r.superseded THEN 'true' ELSE 'false' END"
     # (column, SQL expression, kind of value: text | number | json | bool)
     columns = [
-        ("rating_id", "r.id", "number"), ("rating_uuid", "r.uuid", "text"),
-        ("annotator", annotator, "text"), ("kind", "r.kind", "text"),
-        ("prompt_id", "r.prompt_id", "number"), ("prompt_uuid", "p.uuid", "text"),
-        ("prompt", "p.text", "text"), ("prompt_messages", "p.messages", "json"),
-        ("sample_ids", "r.sample_ids", "json"), ("responses", responses, "json"),
+        ("rating_id", "r.id", "number"),
+        ("rating_uuid", "r.uuid", "text"),
+        ("annotator", annotator, "text"),
+        ("kind", "r.kind", "text"),
+        ("prompt_id", "r.prompt_id", "number"),
+        ("prompt_uuid", "p.uuid", "text"),
+        ("prompt", "p.text", "text"),
+        ("prompt_messages", "p.messages", "json"),
+        ("sample_ids", "r.sample_ids", "json"),
+        ("responses", responses, "json"),
         ("value", "r.value", "text" if fmt == "parquet" else "json"),  # parquet: JSON text
         *((f"score_{c}", score, "number") for c in criteria),
-        ("comment", "r.comment", "text"), ("seconds", "r.seconds", "number"),
-        ("created_at", "r.created_at", "text"), ("superseded", superseded, "bool"),
+        ("comment", "r.comment", "text"),
+        ("seconds", "r.seconds", "number"),
+        ("created_at", "r.created_at", "text"),
+        ("superseded", superseded, "bool"),
         ("superseded_at", "r.superseded_at", "text"),
-    ]  # fmt: skip
+    ]
     if fmt == "csv":  # quote text, double its quotes; an empty cell is null
         cells = (
             f"""COALESCE('"' || replace({e}, '"', '""') || '"', '')"""
-            if kind in ("text", "json") else f"COALESCE({e}, '')"
+            if kind in ("text", "json")
+            else f"COALESCE({e}, '')"
             for _, e, kind in columns
-        )  # fmt: skip
+        )
         line = " || ',' || ".join(cells)
     else:
         pairs = (

@@ -12,9 +12,18 @@ to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_
 
 # The raw columns, in file order; one `score_<criterion>` column per criterion follows `value`.
 RAW_COLUMNS = (
-    "rating_id", "rating_uuid", "annotator", "kind", "prompt_id", "prompt_uuid", "prompt",
-    "prompt_messages", "sample_ids", "responses", "value",
-)  # fmt: skip
+    "rating_id",
+    "rating_uuid",
+    "annotator",
+    "kind",
+    "prompt_id",
+    "prompt_uuid",
+    "prompt",
+    "prompt_messages",
+    "sample_ids",
+    "responses",
+    "value",
+)
 RAW_TAIL = ("comment", "seconds", "created_at", "superseded", "superseded_at")
 
 
@@ -69,16 +78,25 @@ class ParquetWriter:
         import pyarrow.parquet as pq
 
         message = pa.struct([("role", pa.string()), ("content", pa.string())])
-        response = pa.struct([("sample_id", pa.int64()), ("sample_uuid", pa.string()),
-                              ("text", pa.string()), ("model", pa.string()),
-                              ("checkpoint_id", pa.int64())])  # fmt: skip
+        response = pa.struct(
+            [
+                ("sample_id", pa.int64()),
+                ("sample_uuid", pa.string()),
+                ("text", pa.string()),
+                ("model", pa.string()),
+                ("checkpoint_id", pa.int64()),
+            ]
+        )
         types = {
-            "rating_id": pa.int64(), "prompt_id": pa.int64(),
-            "prompt_messages": pa.list_(message), "sample_ids": pa.list_(pa.int64()),
+            "rating_id": pa.int64(),
+            "prompt_id": pa.int64(),
+            "prompt_messages": pa.list_(message),
+            "sample_ids": pa.list_(pa.int64()),
             "responses": pa.list_(response),
-            "seconds": pa.float64(), "superseded": pa.bool_(),
+            "seconds": pa.float64(),
+            "superseded": pa.bool_(),
             **{f"score_{c}": pa.float64() for c in criteria},
-        }  # fmt: skip
+        }
         self.schema = pa.schema([(c, types.get(c, pa.string())) for c in _raw_columns(criteria)])
         self.options = pj.ParseOptions(
             explicit_schema=self.schema, unexpected_field_behavior="ignore"

@@ -1,6 +1,6 @@
 """Token sequences, length-bucketed batches, and log-probs of completion tokens only.
 
-Speed matters on a CPU (issue #6 asks for 1.5x TRL's DPOTrainer), so three habits:
+Speed matters on a CPU, so three habits (their effect: docs/design.md):
 
 - Pad to the longest sequence of *the batch*, never to ``max_length``; and batch sequences of
   similar length together (shuffle, then sort inside windows of a few batches), so little

@@ -9,11 +9,9 @@ token appended.
 
 Pooling (which hidden state the head reads; ``RewardConfig.pooling``):
 
-- ``mean`` (default): the mean of the response tokens' last hidden states. Measured on the
-  default model (issue #6 learning data, 151 VADER-sentiment pairs, 208 held-out pairs, a linear
-  head on the frozen body): 72–74% held-out accuracy against 56–62% for the last token, and the
-  LoRA-trained last-token model reached only 55%. A small model's last token of a response cut at
-  64 tokens says little about the whole response; the mean of its tokens does.
+- ``mean`` (default): the mean of the response tokens' last hidden states. A small model's last
+  token of a response cut short says little about the whole response; the mean of its tokens
+  does (the held-out accuracies behind this are in docs/design.md).
 - ``last``: the last token, which is what HF's own ``...ForSequenceClassification`` pooling picks
   (the last non-pad token), so its scores agree with TRL and ``transformers`` unchanged.
 

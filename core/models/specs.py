@@ -74,7 +74,7 @@ def pick_device(override: str | None = None) -> torch.device:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA that supports it; fp32 elsewhere (measured: bf16 is slower on AVX2-only CPUs)."""
+    """bf16 on CUDA that supports it, fp16 on MPS, fp32 on a CPU (docs/design.md, precision)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "mps":

@@ -8,19 +8,22 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-# ---- tokenizers, shared ----------------------------------------------------------------------
-# Parsing a fast tokenizer (``Tokenizer.from_file``, Rust) holds the GIL for ~0.2 s with a 49k
-# vocabulary, which froze the GUI for as long when a training run loaded the model the Rate tab
-# already had (issue #6 latency bench). So a tokenizer is parsed once per content and shared:
-# loads of the same files (by hash) in one process get the same object. Sharing needs one rule:
-# a fast tokenizer keeps its padding and truncation settings in its Rust object, sets them on
-# every call, and encodes with the GIL released, so every encode and decode in core/ holds
-# TOKENIZER_LOCK (``tokenize``, ``detokenize``).
+# Parsing a fast tokenizer holds the GIL long enough to freeze the GUI, so a tokenizer is parsed
+# once per content (a hash of its files) and shared in the process. A fast tokenizer sets padding
+# and truncation on its shared Rust object per call and encodes with the GIL released, so every
+# encode and decode in core/ holds TOKENIZER_LOCK (``tokenize``, ``detokenize``). docs/design.md.
 TOKENIZER_LOCK = threading.RLock()
 _TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.json", "merges.txt",
-)  # fmt: skip
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
 _TOKENIZERS: OrderedDict[str, Any] = OrderedDict()
 _TOKENIZERS_KEPT = 4
 

@@ -166,7 +166,7 @@ class ProjectStore(PromptRows, RatingRows, RunRows):
         return int(self.conn.execute(sql, list(args)).fetchone()[0])
 
     def basic_stats(self) -> dict[str, Any]:
-        """The counts `stats --json` always prints (issue #5 adds agreement, speed, ...)."""
+        """The counts `stats --json` always prints (core.stats adds agreement, speed, ...)."""
         annotators = {
             name: n
             for name, n in self.conn.execute(

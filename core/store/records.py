@@ -33,7 +33,49 @@ class _Rows:
         raise NotImplementedError
 
 
+def content_key(text: str, messages: list[dict[str, str]] | None) -> str:
+    """What "exact duplicate" means: the stripped text, or the chat as canonical JSON."""
+    if messages is not None:
+        return json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text.strip()
+
+
 class PromptRows(_Rows):
+    def add_prompts(
+        self, prompts: Iterable[dict[str, Any]], *, source: str | None = None
+    ) -> tuple[list[int], int]:
+        """Insert prompts in one transaction, skipping exact duplicates (in ``prompts`` or the
+        project); returns (the new ids, how many were skipped).
+
+        Each prompt is ``{"text": ..., "messages": [...] or None, "source": ...}``; ``source``
+        is the default for prompts that name none."""
+        ids: list[int] = []
+        seen: set[str] = set()
+        skipped = 0
+        with self.transaction() as conn:
+            for p in prompts:
+                messages = p.get("messages")
+                key = content_key(p["text"], messages)
+                exists = "SELECT 1 FROM prompts WHERE content_key = ? LIMIT 1"
+                if key in seen or conn.execute(exists, (key,)).fetchone():
+                    skipped += 1
+                    continue
+                seen.add(key)
+                cur = conn.execute(
+                    "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        p.get("uuid") or new_uuid(),
+                        p["text"],
+                        None if messages is None else json.dumps(messages, ensure_ascii=False),
+                        key,
+                        p.get("source", source),
+                        p.get("created_at") or now(),
+                    ),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids, skipped
+
     def prompt(self, prompt_id: int) -> dict[str, Any]:
         cur = self.conn.execute("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
         row = cur.fetchone()
@@ -192,6 +234,46 @@ class RunRows(_Rows):
         rec["config"] = json.loads(rec["config"] or "{}")
         rec["rating_ids"] = json.loads(rec["rating_ids"] or "[]")
         return rec
+
+    def last_run_id(self) -> int:
+        """The newest run's id (0 when there is none)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
+
+    def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The newest runs first: id, algo, status, created_at, message, last_step (logged)."""
+        cols = ("id", "algo", "status", "created_at", "message", "last_step")
+        cur = self.conn.execute(
+            "SELECT r.id, r.algo, r.status, r.created_at, r.message, "
+            "(SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) "
+            "FROM runs r ORDER BY r.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(zip(cols, r, strict=True)) for r in cur]
+
+    def recent_checkpoints(self, limit: int = -1) -> list[dict[str, Any]]:
+        """The newest checkpoints first (all with ``limit`` -1), metrics decoded."""
+        cols = ("id", "run_id", "step", "kind", "path", "metrics", "created_at", "adapter")
+        cur = self.conn.execute(
+            f"SELECT {', '.join(cols)} FROM checkpoints ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        rows = [dict(zip(cols, r, strict=True)) for r in cur]
+        for row in rows:
+            row["metrics"] = json.loads(row["metrics"] or "{}")
+        return rows
+
+    def metric_history(
+        self, run_id: int, names: Iterable[str]
+    ) -> list[tuple[int, dict[str, float]]]:
+        """[(step, {name: value})] of a run for the metric ``names`` (primary-key lookups)."""
+        names = tuple(names)
+        by_step: dict[int, dict[str, float]] = {}
+        for step, name, value in self.conn.execute(
+            f"SELECT step, name, value FROM metrics WHERE run_id = ? AND name IN "
+            f"({', '.join('?' * len(names))}) ORDER BY step",
+            (run_id, *names),
+        ):
+            by_step.setdefault(step, {})[name] = value
+        return sorted(by_step.items())
 
     def checkpoints_of(self, run_id: int) -> list[dict[str, Any]]:
         """A run's checkpoint rows (id, step, kind, path), oldest first."""

@@ -15,8 +15,7 @@ from core.errors import UserError
 from core.quiet_imports import import_without
 
 # sqlite-utils imports pandas when it is installed (it comes with `datasets`) only to store
-# pandas.Timestamp values as text, which this store never writes; pandas is ~0.4 s of every
-# start-up (docs/benchmarks.md, cold start)
+# pandas.Timestamp values as text, which this store never writes; pandas would slow every start
 sqlite_utils = import_without("sqlite_utils", "pandas")
 
 SCHEMA_VERSION = 1

@@ -89,8 +89,13 @@ class Context:
         finally:
             self.model.train(was_training)
 
-    def parts(self, items: Sequence[int], lengths: Sequence[int], seqs_per_item: int,
-              budget_factor: int = 1) -> list[list[int]]:  # fmt: skip
+    def parts(
+        self,
+        items: Sequence[int],
+        lengths: Sequence[int],
+        seqs_per_item: int,
+        budget_factor: int = 1,
+    ) -> list[list[int]]:
         """``items`` in forward passes of at most ``forward_tokens`` (times the factor) tokens."""
         budget = self.config.forward_tokens * budget_factor
         return token_parts(items, lengths, seqs_per_item, budget)

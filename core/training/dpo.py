@@ -15,8 +15,15 @@ from core.training.objective import Objective, pair_seqs, preference_pairs
 class DPOObjective(Objective):
     """DPO (sigmoid / cDPO / IPO); reference log-probs once per run; chosen+rejected in one pass."""
 
-    metric_names = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
-                    "rewards/accuracies", "logps/chosen", "logps/rejected")  # fmt: skip
+    metric_names = (
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    )
     seqs_per_item = 2
 
     def __init__(self, ctx: Context):
@@ -49,8 +56,9 @@ class DPOObjective(Objective):
         cfg = ctx.config
         pc, pr, n_tokens = self._logps(ctx, ctx.module, idx)
         ref = self.ref[idx].to(pc.device)
-        losses, rc, rr = dpo_loss(pc, pr, ref[:, 0], ref[:, 1], cfg.beta, cfg.label_smoothing,
-                                  cfg.loss_type)  # fmt: skip
+        losses, rc, rr = dpo_loss(
+            pc, pr, ref[:, 0], ref[:, 1], cfg.beta, cfg.label_smoothing, cfg.loss_type
+        )
         loss = losses.mean()
         tally.add("loss", loss, weight)
         tally.add("rewards/chosen", rc)

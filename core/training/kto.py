@@ -25,8 +25,11 @@ class KTOObjective(Objective):
         self.examples = data.unpaired_examples(
             ctx.store, score_threshold=cfg.score_threshold, **data_options(cfg, ctx)
         )
-        need(self.examples, "desirable/undesirable examples",
-              "rate with thumbs up/down or scores first.")  # fmt: skip
+        need(
+            self.examples,
+            "desirable/undesirable examples",
+            "rate with thumbs up/down or scores first.",
+        )
         tokens = Tokens(ctx.store, ctx.tokenizer, cfg.max_length, eos=True)
         n = len(self.examples)
         order = list(range(n))
@@ -83,9 +86,16 @@ class KTOObjective(Objective):
         ref = self.ref[idx].to(logps.device)
         up = self.labels[idx].to(logps.device)
         losses, rc, rr, kl = kto_loss(
-            logps[up], logps[~up], policy_kl, ref[up, 0], ref[~up, 0], ref_kl, cfg.beta,
-            cfg.desirable_weight, cfg.undesirable_weight,
-        )  # fmt: skip
+            logps[up],
+            logps[~up],
+            policy_kl,
+            ref[up, 0],
+            ref[~up, 0],
+            ref_kl,
+            cfg.beta,
+            cfg.desirable_weight,
+            cfg.undesirable_weight,
+        )
         loss = losses.mean()
         tally.add("loss", loss, weight)
         tally.add("rewards/chosen", rc)

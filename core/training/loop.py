@@ -123,10 +123,14 @@ def _loop(s: Session, pause: threading.Event | None) -> Iterator[StepMetrics]:
         s.optimizer.zero_grad(set_to_none=True)
         s.step = step + 1
         step_time = time.perf_counter() - t0
-        metrics.update({
-            "grad_norm": grad_norm, "learning_rate": lr, "step_time": step_time,
-            "tokens_per_second": metrics.pop("_tokens") * acc.num_processes / step_time,
-        })  # fmt: skip
+        metrics.update(
+            {
+                "grad_norm": grad_norm,
+                "learning_rate": lr,
+                "step_time": step_time,
+                "tokens_per_second": metrics.pop("_tokens") * acc.num_processes / step_time,
+            }
+        )
         s.log_metrics(s.step, metrics)
         last = s.step == s.total_steps
         ckpt = s.save(s.step) if last or (cfg.save_every and s.step % cfg.save_every == 0) else None
@@ -174,10 +178,14 @@ def _oom_message(s: Session, e: BaseException) -> str:
     cfg = s.config
     hints = [] if cfg.lora else ["LoRA (--lora) instead of full fine-tuning"]
     hints.append(f"fewer tokens per forward pass (forward_tokens, now {cfg.forward_tokens})")
-    hints += [f"a smaller batch (--batch-size {max(1, cfg.batch_size // 2)} --grad-accum "
-              f"{cfg.grad_accum * 2} keeps the effective batch)",
-              f"a shorter --max-length (now {cfg.max_length})"]  # fmt: skip
+    hints += [
+        f"a smaller batch (--batch-size {max(1, cfg.batch_size // 2)} --grad-accum "
+        f"{cfg.grad_accum * 2} keeps the effective batch)",
+        f"a shorter --max-length (now {cfg.max_length})",
+    ]
     if not cfg.gradient_checkpointing:
         hints.append("--gradient-checkpointing")
-    return (f"run {s.run_id} ran out of memory at step {s.step + 1} ({type(e).__name__}). "
-            f"Try {', '.join(hints)}.")  # fmt: skip
+    return (
+        f"run {s.run_id} ran out of memory at step {s.step + 1} ({type(e).__name__}). "
+        f"Try {', '.join(hints)}."
+    )

@@ -28,8 +28,11 @@ def need(examples: list[Any], what: str, how: str) -> None:
 
 
 def data_options(cfg: Any, ctx: Context) -> dict[str, Any]:
-    return {"annotators": cfg.annotators or None, "rating_ids": ctx.rating_ids,
-            "criterion": cfg.criterion or None}  # fmt: skip
+    return {
+        "annotators": cfg.annotators or None,
+        "rating_ids": ctx.rating_ids,
+        "criterion": cfg.criterion or None,
+    }
 
 
 class Objective:
@@ -60,9 +63,11 @@ class Objective:
         """Fix the order of all micro-batches of the run (a resumed run replans and skips)."""
         cfg = ctx.config
         self.schedule = batch_schedule(
-            self.item_lengths, global_batch=cfg.batch_size * ctx.accelerator.num_processes,
-            n_batches=total_steps * cfg.grad_accum, seed=cfg.seed,
-        )  # fmt: skip
+            self.item_lengths,
+            global_batch=cfg.batch_size * ctx.accelerator.num_processes,
+            n_batches=total_steps * cfg.grad_accum,
+            seed=cfg.seed,
+        )
 
     def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
         """This rank's micro-batches of (0-based) optimizer step ``step``."""
@@ -98,14 +103,17 @@ def token_weighted_parts(
 
 def pair_seqs(ctx: Context, pairs: list[Any], eos: bool) -> list[tuple[Seq, Seq]]:
     tokens = Tokens(ctx.store, ctx.tokenizer, ctx.config.max_length, eos=eos)
-    return [(tokens.seq(p.prompt_id, p.chosen_id), tokens.seq(p.prompt_id, p.rejected_id))
-            for p in pairs]  # fmt: skip
+    return [
+        (tokens.seq(p.prompt_id, p.chosen_id), tokens.seq(p.prompt_id, p.rejected_id))
+        for p in pairs
+    ]
 
 
 def preference_pairs(ctx: Context) -> list[Any]:
     cfg = ctx.config
-    pairs = data.preference_pairs(ctx.store, score_margin=cfg.score_margin,
-                                  **data_options(cfg, ctx))  # fmt: skip
+    pairs = data.preference_pairs(
+        ctx.store, score_margin=cfg.score_margin, **data_options(cfg, ctx)
+    )
     need(pairs, "preference pairs", "rate pairs (pairwise), rankings or scores first.")
     return pairs
 

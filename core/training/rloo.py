@@ -93,8 +93,12 @@ class RLOOObjective(Objective):
             ]
         from core.models.reward import load_reward_model, score_texts
 
-        rm = load_reward_model(ctx.store, cfg.reward_model, device=str(ctx.device),
-                               dtype="bf16" if cfg.bf16 else "fp32")  # fmt: skip
+        rm = load_reward_model(
+            ctx.store,
+            cfg.reward_model,
+            device=str(ctx.device),
+            dtype="bf16" if cfg.bf16 else "fp32",
+        )
         cfg.reward_model = f"checkpoint:{rm.checkpoint_id}"  # recorded in the run's config
         self.source = f"reward model {cfg.reward_model}"
         return lambda pids, texts: score_texts(
@@ -117,9 +121,11 @@ class RLOOObjective(Objective):
         acc = ctx.accelerator
         self.n_rollouts = math.ceil(total_steps / self.steps_per_rollout)
         self.schedule = batch_schedule(
-            [0] * len(self.prompt_ids), global_batch=self.per_rank * acc.num_processes,
-            n_batches=self.n_rollouts, seed=ctx.config.seed,
-        )  # fmt: skip
+            [0] * len(self.prompt_ids),
+            global_batch=self.per_rank * acc.num_processes,
+            n_batches=self.n_rollouts,
+            seed=ctx.config.seed,
+        )
 
     def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
         rollout = step // self.steps_per_rollout
@@ -162,8 +168,9 @@ class RLOOObjective(Objective):
         scores = torch.tensor(
             self.score([p for p in pids for _ in range(self.k)], texts), dtype=torch.float32
         )
-        seqs = [fit(prompts[i // self.k], c or [eos], cfg.max_length)
-                for i, c in enumerate(completions)]  # fmt: skip
+        seqs = [
+            fit(prompts[i // self.k], c or [eos], cfg.max_length) for i, c in enumerate(completions)
+        ]
         lengths = [len(s) for s in seqs]
         old: dict[int, torch.Tensor] = {}
         kl = torch.zeros(len(seqs))
@@ -186,8 +193,11 @@ class RLOOObjective(Objective):
             score, drift = scores[start:end], kl[start:end]
             shaped = score - cfg.kl_coef * drift  # (P*K,)
             advantages = rloo_advantages(shaped.view(-1, self.k)).flatten()
-            stats = {"reward": float(score.mean()), "reward_std": float(score.std()),
-                     "kl": float(drift.mean())}  # fmt: skip
+            stats = {
+                "reward": float(score.mean()),
+                "reward_std": float(score.std()),
+                "kl": float(drift.mean()),
+            }
             out[index] = (seqs[start:end], [old[i] for i in range(start, end)], advantages, stats)
             start = end
         return out
@@ -214,18 +224,31 @@ class RLOOObjective(Objective):
                 ids, mask = (t.to(ctx.device) for t in left_pad(chunk, pad))
                 if lean:
                     rows = sample_continuations(
-                        base, ids, mask, k=self.k, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature, top_k=0, top_p=1.0, stop_ids={eos},
-                        pad_id=pad, generator=gen,
-                    )  # fmt: skip
+                        base,
+                        ids,
+                        mask,
+                        k=self.k,
+                        max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature,
+                        top_k=0,
+                        top_p=1.0,
+                        stop_ids={eos},
+                        pad_id=pad,
+                        generator=gen,
+                    )
                 else:  # models the lean loop cannot drive; none of the config's processors
                     gen_ids = model.generate(
                         **PROCESSOR_DEFAULTS,
                         input_ids=ids.repeat_interleave(self.k, dim=0),
                         attention_mask=mask.repeat_interleave(self.k, dim=0),
-                        do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                        max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
-                    )  # fmt: skip
+                        do_sample=True,
+                        temperature=cfg.temperature,
+                        top_k=0,
+                        top_p=1.0,
+                        max_new_tokens=cfg.max_new_tokens,
+                        pad_token_id=pad,
+                        eos_token_id=eos,
+                    )
                     rows = gen_ids[:, ids.shape[1] :].tolist()
                 for row in rows:
                     cut = row.index(eos) + 1 if eos in row else len(row)

@@ -190,9 +190,12 @@ def _add_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     if target != "all-linear":
         target = [t.strip() for t in target.split(",") if t.strip()]
     lora = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=target,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=target,
         task_type="SEQ_CLS" if algorithm(cfg.algo).objective.kind == "reward" else "CAUSAL_LM",
-    )  # fmt: skip
+    )
     try:
         with warnings.catch_warnings():  # peft asks a deprecated transformers property
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
@@ -206,11 +209,13 @@ def _add_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
 def _load_policy(store: ProjectStore, cfg: TrainConfig, acc: Any, progress: Any) -> tuple[Any, Any]:
     with acc.main_process_first():  # the first load of `default` converts a GGUF once
         loaded = load_model(
-            cfg.model or store.settings()["model"], store=store, device=str(acc.device),
+            cfg.model or store.settings()["model"],
+            store=store,
+            device=str(acc.device),
             dtype="bf16" if cfg.bf16 and cfg.lora else "fp32",  # full FT keeps fp32 masters
             trust_remote_code=cfg.trust_remote_code,
             progress=progress if acc.is_main_process else None,
-        )  # fmt: skip
+        )
     cfg.model = loaded.spec  # checkpoint:latest is recorded as the id it meant
     model, tokenizer = loaded.model, loaded.tokenizer
     if algorithm(cfg.algo).objective.kind == "reward":
@@ -289,17 +294,19 @@ def setup_session(
     if run_id is None:
         holder = [None]
         if acc.is_main_process:
-            holder[0] = store.create_run(cfg.algo, cfg.to_dict(), cfg.model,
-                                         objective.rating_ids())  # fmt: skip
+            holder[0] = store.create_run(cfg.algo, cfg.to_dict(), cfg.model, objective.rating_ids())
         if acc.num_processes > 1:
             broadcast_object_list(holder, from_process=0)
         run_id = holder[0]
-    session = Session(store, cfg, acc, ctx, objective, int(run_id), total, 0, resume_folder,
-                      progress)  # fmt: skip
+    session = Session(
+        store, cfg, acc, ctx, objective, int(run_id), total, 0, resume_folder, progress
+    )
     if acc.is_main_process:
         n = acc.num_processes
         where = f"on {n} processes" if n > 1 else "on 1 process"
-        session.say(f"Run {run_id}: {cfg.algo} on {objective.describe()}, {total} steps, "
-                    f"{where} ({acc.device.type}, {'bf16' if cfg.bf16 else 'fp32'}, "
-                    f"{'LoRA' if cfg.lora else 'full fine-tuning'}).")  # fmt: skip
+        session.say(
+            f"Run {run_id}: {cfg.algo} on {objective.describe()}, {total} steps, "
+            f"{where} ({acc.device.type}, {'bf16' if cfg.bf16 else 'fp32'}, "
+            f"{'LoRA' if cfg.lora else 'full fine-tuning'})."
+        )
     return session

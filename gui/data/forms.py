@@ -29,17 +29,26 @@ from core.exchange.ratings import RAW_FORMATS
 from gui.data.jobs import ExportOptions, JobProgress
 
 FORMATS = (  # (format, label, what the file holds)
-    ("jsonl", "jsonl — every rating, raw",
-     "One JSON object per rating: prompt, the responses judged, the model of each, kind, value, "
-     "comment, seconds, annotator, timestamps."),
+    (
+        "jsonl",
+        "jsonl — every rating, raw",
+        "One JSON object per rating: prompt, the responses judged, the model of each, kind, value, "
+        "comment, seconds, annotator, timestamps.",
+    ),
     ("csv", "csv — every rating, raw", "The raw rows as a spreadsheet; lists and objects as JSON."),
     ("parquet", "parquet — every rating, raw", "The raw rows as typed Parquet columns."),
-    ("preference", "preference — TRL prompt / chosen / rejected",
-     "The pairs training would use (DPO, reward model), several annotators aggregated."),
-    ("unpaired", "unpaired — TRL KTO prompt / completion / label",
-     "Single responses labelled good or bad (KTO)."),
+    (
+        "preference",
+        "preference — TRL prompt / chosen / rejected",
+        "The pairs training would use (DPO, reward model), several annotators aggregated.",
+    ),
+    (
+        "unpaired",
+        "unpaired — TRL KTO prompt / completion / label",
+        "Single responses labelled good or bad (KTO).",
+    ),
     ("sft", "sft — demonstrations", "Rewrites (and optionally top-rated responses) to imitate."),
-)  # fmt: skip
+)
 EXTENSIONS = {"csv": ".csv", "parquet": ".parquet"}  # everything else is JSON Lines
 TONES = {
     "ok": "color: #1b5e20;",
@@ -178,8 +187,12 @@ class ExportForm(QWidget):
         undone ratings; agreement thresholds apply to training formats only."""
         raw, sft = self.fmt() in RAW_FORMATS, self.fmt() == "sft"
         self.format.setToolTip(dict((f, tip) for f, _, tip in FORMATS)[self.fmt()])
-        for widget, shown in ((self.anonymize, raw), (self.include_superseded, raw),
-                              (self.min_agreement_on, not raw), (self.min_score_on, sft)):  # fmt: skip
+        for widget, shown in (
+            (self.anonymize, raw),
+            (self.include_superseded, raw),
+            (self.min_agreement_on, not raw),
+            (self.min_score_on, sft),
+        ):
             self.form.setRowVisible(widget, shown)
         self.min_agreement.setEnabled(self.min_agreement_on.isChecked())
         self.min_score.setEnabled(self.min_score_on.isChecked())
@@ -256,8 +269,10 @@ class CheckpointForm(QWidget):
         for r in rows:
             form = "adapter" if r["adapter"] else "full weights"
             run = f"run {r['run_id']}, " if r["run_id"] is not None else ""
-            text = (f"checkpoint:{r['id']} — {r['kind']}, {form}, {run}step {r['step']} "
-                    f"({r['created_at'][:16].replace('T', ' ')})")  # fmt: skip
+            text = (
+                f"checkpoint:{r['id']} — {r['kind']}, {form}, {run}step {r['step']} "
+                f"({r['created_at'][:16].replace('T', ' ')})"
+            )
             self.choice.addItem(text, r)
         if not rows:
             self.choice.addItem("No checkpoints yet: train one in the Train tab", None)

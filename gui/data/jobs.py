@@ -85,10 +85,16 @@ def export_work(ctx: Any, path: Path, o: ExportOptions) -> WorkFn:
         store = ctx.open_worker_store()
         try:
             gen = iter_export_ratings(
-                store, path, o.fmt, anonymize=o.anonymize, include_superseded=o.include_superseded,
-                annotators=o.annotators, min_agreement=o.min_agreement, min_score=o.min_score,
+                store,
+                path,
+                o.fmt,
+                anonymize=o.anonymize,
+                include_superseded=o.include_superseded,
+                annotators=o.annotators,
+                min_agreement=o.min_agreement,
+                min_score=o.min_score,
                 cancel=cancel,
-            )  # fmt: skip
+            )
             return (yield from mapped(gen, _export_progress))
         finally:
             store.close()
@@ -146,8 +152,10 @@ def _merge_progress(p: MergeProgress) -> JobProgress:
 # ---- what the results say -------------------------------------------------------------------------
 def import_summary(res: ImportResult) -> str:
     dup = "duplicate" if res.skipped_duplicates == 1 else "duplicates"
-    return (f"{res.added:,} added, {res.skipped_duplicates:,} {dup} skipped "
-            f"({res.total:,} in {res.path.name}).")  # fmt: skip
+    return (
+        f"{res.added:,} added, {res.skipped_duplicates:,} {dup} skipped "
+        f"({res.total:,} in {res.path.name})."
+    )
 
 
 def export_summary(res: ExportResult) -> str:

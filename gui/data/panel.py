@@ -103,9 +103,11 @@ class DataPanel(QWidget):
 
         self.merge_box = JobBox(TITLES["merge"], "Merge project files…", self.choose_merge_files)
         self.merge_box.controls.addWidget(
-            _hint("Other workstations' project files; merging one again adds nothing, and the "
-                  "files are only read.")
-        )  # fmt: skip
+            _hint(
+                "Other workstations' project files; merging one again adds nothing, and the "
+                "files are only read."
+            )
+        )
 
         column = QWidget()
         layout = QVBoxLayout(column)
@@ -346,11 +348,8 @@ class DataPanel(QWidget):
 
     def _refresh_checkpoints(self) -> None:
         """The checkpoint list (a small table, read on the GUI thread)."""
-        cols = ("id", "kind", "step", "run_id", "adapter", "created_at")
-        rows = self.ctx.store.conn.execute(
-            f"SELECT {', '.join(cols)} FROM checkpoints ORDER BY id DESC"
-        ).fetchall()
-        self.checkpoint_form.set_checkpoints([dict(zip(cols, r, strict=True)) for r in rows])
+        rows = self.ctx.store.recent_checkpoints()
+        self.checkpoint_form.set_checkpoints(rows)
         if not self.checkpoint_box.running():
             self.checkpoint_box.button.setEnabled(bool(rows))
 

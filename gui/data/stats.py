@@ -167,15 +167,22 @@ class StatsView(QWidget):
         self._build_score_plot()
         self._build_model_plot()
 
-        tables = _row((
-            _titled("Annotators: counts and speed", self.speed_table),
-            _titled("Agreement", self.agreement_table, self.agreement_note),
-        ), (4, 5))  # fmt: skip
-        plots = _row((
-            _titled("Score distribution per criterion", self.score_legend, self.score_plot),
-            _titled("How each model fares in human judgements", self.model_legend,
-                    self.model_plot),
-        ), (1, 1))  # fmt: skip
+        tables = _row(
+            (
+                _titled("Annotators: counts and speed", self.speed_table),
+                _titled("Agreement", self.agreement_table, self.agreement_note),
+            ),
+            (4, 5),
+        )
+        plots = _row(
+            (
+                _titled("Score distribution per criterion", self.score_legend, self.score_plot),
+                _titled(
+                    "How each model fares in human judgements", self.model_legend, self.model_plot
+                ),
+            ),
+            (1, 1),
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
@@ -231,8 +238,13 @@ class StatsView(QWidget):
             rows.append(("All", speed["all"], True))
         self.speed_table.setRowCount(len(rows))
         for r, (name, p, bold) in enumerate(rows):
-            cells = [name, p["ratings"], p["timed"], fmt(p["median_seconds"], 1),
-                     fmt(p["items_per_hour"], 0)]  # fmt: skip
+            cells = [
+                name,
+                p["ratings"],
+                p["timed"],
+                fmt(p["median_seconds"], 1),
+                fmt(p["items_per_hour"], 0),
+            ]
             _set_row(self.speed_table, r, cells, bold)
 
     def _fill_agreement(self, agreement: dict[str, Any]) -> None:
@@ -242,11 +254,28 @@ class StatsView(QWidget):
             if not a.get("items"):
                 continue
             alpha = f"{fmt(a['alpha_nominal'])} nom"
-            rows.append(([kind, f"all {a['annotators']}", a["items"], fmt(a["raw_agreement"]),
-                          "", alpha], True))  # fmt: skip
+            rows.append(
+                (
+                    [
+                        kind,
+                        f"all {a['annotators']}",
+                        a["items"],
+                        fmt(a["raw_agreement"]),
+                        "",
+                        alpha,
+                    ],
+                    True,
+                )
+            )
             for p in a["pairs"]:
-                cells = ["", " & ".join(p["annotators"]), p["items"], fmt(p["raw_agreement"]),
-                         fmt(p["kappa"]), ""]  # fmt: skip
+                cells = [
+                    "",
+                    " & ".join(p["annotators"]),
+                    p["items"],
+                    fmt(p["raw_agreement"]),
+                    fmt(p["kappa"]),
+                    "",
+                ]
                 rows.append((cells, False))
         for criterion, a in (agreement.get("scores") or {}).items():
             if a.get("items"):
@@ -277,10 +306,15 @@ class StatsView(QWidget):
             bars.setOpts(x=x, height=np.asarray(d["counts"], dtype=float), width=width)
         for criterion, bars in self.score_bars.items():
             bars.setVisible(criterion in distribution)
-        self.score_legend.setText(legend_html([
-            (bars.opts["brush"], f"{c} (n={distribution[c]['n']})")
-            for c, bars in self.score_bars.items() if c in distribution
-        ]))  # fmt: skip
+        self.score_legend.setText(
+            legend_html(
+                [
+                    (bars.opts["brush"], f"{c} (n={distribution[c]['n']})")
+                    for c, bars in self.score_bars.items()
+                    if c in distribution
+                ]
+            )
+        )
         edges = next(iter(distribution.values()))["edges"] if distribution else None
         plot.getAxis("bottom").setTicks([_bin_ticks(n_bins, edges)])
         plot.setXRange(-0.5, n_bins - 0.5, padding=0.02)

@@ -154,8 +154,9 @@ def make_editor(f: dataclasses.Field, hint: Any, default: Any, changed: Callable
         w.setEditable(True)
         w.addItem("")
         w.lineEdit().setPlaceholderText(PLACEHOLDERS[name])
-        ed = FieldEditor(name, w, lambda: w.currentText().strip() or None,
-                         lambda v: w.setCurrentText(v or ""))  # fmt: skip
+        ed = FieldEditor(
+            name, w, lambda: w.currentText().strip() or None, lambda v: w.setCurrentText(v or "")
+        )
         signal = w.currentTextChanged
     elif origin is list:
         w = QLineEdit()
@@ -168,8 +169,12 @@ def make_editor(f: dataclasses.Field, hint: Any, default: Any, changed: Callable
         signal = w.textChanged
     else:
         w = QLineEdit()
-        ed = FieldEditor(name, w, lambda: w.text().strip() or (None if optional else ""),
-                         lambda v: w.setText("" if v is None else str(v)))  # fmt: skip
+        ed = FieldEditor(
+            name,
+            w,
+            lambda: w.text().strip() or (None if optional else ""),
+            lambda v: w.setText("" if v is None else str(v)),
+        )
         signal = w.textChanged
     if isinstance(w, QLineEdit) and name in PLACEHOLDERS:
         w.setPlaceholderText(PLACEHOLDERS[name])

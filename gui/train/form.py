@@ -151,8 +151,12 @@ class TrainForm(QWidget):
             self.sections[group] = section
             self._fields_layout.addWidget(section)
             for f in members:
-                ed = make_editor(f, hints.get(f.name, str), getattr(defaults, f.name),
-                                 lambda *_a, n=f.name: self._on_changed(n))  # fmt: skip
+                ed = make_editor(
+                    f,
+                    hints.get(f.name, str),
+                    getattr(defaults, f.name),
+                    lambda *_a, n=f.name: self._on_changed(n),
+                )
                 self.editors[f.name] = ed
                 label = QLabel(LABELS.get(f.name, f.name.replace("_", " ").capitalize()))
                 label.setToolTip(ed.widget.toolTip())

@@ -7,8 +7,6 @@ queries (at most ``LIMIT`` rows); they never load weights.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +25,19 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoints import checkpoint_path
-from core.store import ProjectStore
 from gui.context import AppContext
 
 LIMIT = 500
 RESUMABLE = ("stopped", "failed", "running", "paused", "created")
-HEADLINE = ("loss", "rewards/margins", "rewards/accuracies", "accuracy", "reward", "kl",
-            "mean_reward")  # fmt: skip
+HEADLINE = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "accuracy",
+    "reward",
+    "kl",
+    "mean_reward",
+)
 
 
 def local_time(iso: str | None) -> str:
@@ -50,21 +54,6 @@ def headline_metrics(metrics: dict[str, float], n: int = 3) -> str:
     """'loss 0.693 · margins 0.012 · accuracies 0.5': the few numbers that say how a step went."""
     shown = [k for k in HEADLINE if k in metrics][:n]
     return " · ".join(f"{k.split('/')[-1]} {metrics[k]:.3g}" for k in shown)
-
-
-def metric_history(
-    store: ProjectStore, run_id: int, names: Iterable[str]
-) -> list[tuple[int, dict[str, float]]]:
-    """[(step, {name: value})] of run ``run_id`` for the metric ``names`` (primary-key lookups)."""
-    names = tuple(names)
-    by_step: dict[int, dict[str, float]] = {}
-    for step, name, value in store.conn.execute(
-        f"SELECT step, name, value FROM metrics WHERE run_id = ? AND name IN "
-        f"({', '.join('?' * len(names))}) ORDER BY step",
-        (run_id, *names),
-    ):
-        by_step.setdefault(step, {})[name] = value
-    return sorted(by_step.items())
 
 
 def _table(columns: tuple[str, ...]) -> QTableWidget:
@@ -122,17 +111,7 @@ class RunsTable(QWidget):
 
     def refresh(self) -> None:
         selected = self.selected_run()
-        self.rows = [
-            dict(
-                zip(("id", "algo", "status", "created_at", "message", "last_step"), r, strict=True)
-            )
-            for r in self.ctx.store.conn.execute(
-                "SELECT r.id, r.algo, r.status, r.created_at, r.message, "
-                "(SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) "
-                "FROM runs r ORDER BY r.id DESC LIMIT ?",
-                (LIMIT,),
-            )
-        ]
+        self.rows = self.ctx.store.recent_runs(LIMIT)
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.rows))
         for i, run in enumerate(self.rows):
@@ -145,8 +124,14 @@ class RunsTable(QWidget):
                 check.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             check.setFlags(flags)
             self.table.setItem(i, 0, check)
-            cells = (run["id"], run["algo"], run["status"], run["last_step"] or 0,
-                     local_time(run["created_at"]), run["message"] or "")  # fmt: skip
+            cells = (
+                run["id"],
+                run["algo"],
+                run["status"],
+                run["last_step"] or 0,
+                local_time(run["created_at"]),
+                run["message"] or "",
+            )
             for j, text in enumerate(cells, start=1):
                 self.table.setItem(i, j, _cell(text, run["id"]))
             if selected and run["id"] == selected["id"]:
@@ -231,13 +216,7 @@ class CheckpointsTable(QWidget):
 
     def refresh(self) -> None:
         selected = self.selected()
-        cols = ("id", "run_id", "step", "kind", "path", "metrics", "created_at", "adapter")
-        self.rows = [
-            dict(zip(cols, r, strict=True))
-            for r in self.ctx.store.conn.execute(
-                f"SELECT {', '.join(cols)} FROM checkpoints ORDER BY id DESC LIMIT ?", (LIMIT,)
-            )
-        ]
+        self.rows = self.ctx.store.recent_checkpoints(LIMIT)
         generator = self._generator_id()
         bold = QFont(self.table.font())
         bold.setBold(True)
@@ -246,9 +225,15 @@ class CheckpointsTable(QWidget):
             kind = c["kind"] + (" (adapter)" if c["adapter"] else "")
             if c["id"] == generator:
                 kind += " · generator"
-            metrics = json.loads(c["metrics"] or "{}")
-            cells = (f"checkpoint:{c['id']}", c["run_id"], c["step"], kind,
-                     headline_metrics(metrics), local_time(c["created_at"]))  # fmt: skip
+            metrics = c["metrics"]
+            cells = (
+                f"checkpoint:{c['id']}",
+                c["run_id"],
+                c["step"],
+                kind,
+                headline_metrics(metrics),
+                local_time(c["created_at"]),
+            )
             for j, text in enumerate(cells):
                 item = _cell(text, c["id"])
                 if c["id"] == generator:

@@ -31,13 +31,23 @@ from gui.context import AppContext
 from gui.plots import PLOTTED_METRICS, MetricPlots
 from gui.train.data_count import DataCounter
 from gui.train.form import TrainControls
-from gui.train.history import CheckpointsTable, RunsTable, metric_history
+from gui.train.history import CheckpointsTable, RunsTable
 from gui.train.run import TrainingRun
 from gui.workers import error_text
 
 LOG_LINES = 5000
-STEP_SUMMARY = ("loss", "rewards/margins", "rewards/accuracies", "accuracy", "reward", "kl",
-                "entropy", "grad_norm", "learning_rate", "tokens_per_second")  # fmt: skip
+STEP_SUMMARY = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "accuracy",
+    "reward",
+    "kl",
+    "entropy",
+    "grad_norm",
+    "learning_rate",
+    "tokens_per_second",
+)
 
 
 class TrainPanel(QWidget):
@@ -156,22 +166,21 @@ class TrainPanel(QWidget):
         """Continue run ``run_id`` from its last checkpoint (its own settings and ratings)."""
         if self.run.busy:
             return
-        row = self.ctx.store.conn.execute(
-            "SELECT status, algo FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        if row is None:
+        run = self.ctx.store.run(run_id)
+        if run is None:
             return
-        if row[0] in ("running", "paused"):
+        if run["status"] in ("running", "paused"):
             answer = QMessageBox.question(
-                self, "Resume run",
-                f"Run {run_id} is marked {row[0]}. If another program (the train command) is "
+                self,
+                "Resume run",
+                f"Run {run_id} is marked {run['status']}. If another program (the train command) is "
                 "still training it, resuming here makes two writers. Resume anyway?",
-            )  # fmt: skip
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return
         self.runs.set_compared(run_id, False)
-        self.plots.start_run(f"run {run_id} ({row[1]})")
-        done = metric_history(self.ctx.store, run_id, PLOTTED_METRICS)
+        self.plots.start_run(f"run {run_id} ({run['algo']})")
+        done = self.ctx.store.metric_history(run_id, PLOTTED_METRICS)
         for step, metrics in done:  # the curve continues where the run stopped
             self.plots.add_step(step, metrics)
         self._log(f"Resuming run {run_id} from its last checkpoint…")
@@ -273,7 +282,7 @@ class TrainPanel(QWidget):
             self.plots.remove_overlay(run_id)
             return
         algo = next((r["algo"] for r in self.runs.rows if r["id"] == run_id), "")
-        history = metric_history(self.ctx.store, run_id, PLOTTED_METRICS)
+        history = self.ctx.store.metric_history(run_id, PLOTTED_METRICS)
         self.plots.set_overlay(run_id, f"run {run_id} ({algo})", history)
 
     def save_plots(self, path: str | None = None) -> str | None:
@@ -298,10 +307,13 @@ class TrainPanel(QWidget):
         self._log(f"rloo will score its samples with the reward model {spec}.")
 
     def _offer_reward_checkpoints(self) -> None:
-        self.form.set_reward_checkpoints([
-            (f"checkpoint:{c['id']}", f"run {c['run_id']}, step {c['step']}")
-            for c in self.checkpoints.rows if c["kind"] == "reward"
-        ])  # fmt: skip
+        self.form.set_reward_checkpoints(
+            [
+                (f"checkpoint:{c['id']}", f"run {c['run_id']}, step {c['step']}")
+                for c in self.checkpoints.rows
+                if c["kind"] == "reward"
+            ]
+        )
 
     def _show_project_model(self, spec: str) -> None:
         self.form.set_placeholder("model", f"the project's model: {spec}")
@@ -314,8 +326,15 @@ class TrainPanel(QWidget):
 
     # ---- how much data the algorithm has ---------------------------------------------------------
     def _on_form_changed(self, name: str) -> None:
-        if name in ("annotators", "criterion", "score_margin", "score_threshold", "rater",
-                    "reward_model", "heldout_fraction"):  # fmt: skip
+        if name in (
+            "annotators",
+            "criterion",
+            "score_margin",
+            "score_threshold",
+            "rater",
+            "reward_model",
+            "heldout_fraction",
+        ):
             self.request_data_line()
 
     def request_data_line(self) -> None:

@@ -36,8 +36,9 @@ def training_steps(
     reached and marks the run stopped, so a stopped run resumes where it stopped.
     """
     store = ctx.open_worker_store()
-    steps = train(store, config, cancel=cancel, pause=pause, resume_run_id=resume_run_id,
-                  progress=say)  # fmt: skip
+    steps = train(
+        store, config, cancel=cancel, pause=pause, resume_run_id=resume_run_id, progress=say
+    )
     try:
         for m in steps:
             try:
@@ -93,9 +94,7 @@ class TrainingRun(QObject):
         pause = self.pause_event = threading.Event()
         self.run_id = resume_run_id
         self.interrupted = self._stop_requested = False
-        self._runs_before = ctx.store.conn.execute(
-            "SELECT COALESCE(MAX(id), 0) FROM runs"
-        ).fetchone()[0]
+        self._runs_before = ctx.store.last_run_id()
 
         def work(cancel: threading.Event) -> Iterator[StepMetrics]:
             return training_steps(ctx, config, resume_run_id, cancel, pause, say)
@@ -155,15 +154,10 @@ class TrainingRun(QObject):
         self.pause_event.clear()
         run_id = self.run_id
         if run_id is None:  # it ended before its first step; did it make a run row?
-            run_id = self.ctx.store.conn.execute(
-                "SELECT MAX(id) FROM runs WHERE id > ?", (self._runs_before,)
-            ).fetchone()[0]
-        row = None
-        if run_id is not None:
-            row = self.ctx.store.conn.execute(
-                "SELECT status, message FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-        status, message = (row[0], row[1] or "") if row else ("not started", "")
+            last = self.ctx.store.last_run_id()
+            run_id = last if last > self._runs_before else None
+        run = self.ctx.store.run(run_id) if run_id is not None else None
+        status, message = (run["status"], run["message"] or "") if run else ("not started", "")
         self.run_id = run_id
         self._set_state("idle")
         self.ended.emit(run_id, status, message)

@@ -25,15 +25,43 @@ def test_dpo_on_two_cpu_processes(rated_for_launch, tiny_model_dir, tmp_path):
     if not accelerate.exists() and shutil.which("accelerate") is None:
         pytest.skip("accelerate launcher not installed")
     db = rated_for_launch
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-           "MASTER_PORT": str(29500 + os.getpid() % 1000)}  # fmt: skip
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "MASTER_PORT": str(29500 + os.getpid() % 1000),
+    }
     cmd = [
-        str(accelerate) if accelerate.exists() else "accelerate", "launch", "--multi_gpu",
-        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", env["MASTER_PORT"],
-        str(ROOT / "main.py"), "--db", str(db), "--device", "cpu", "train", "--algo", "dpo",
-        "--steps", "2", "--batch-size", "2", "--model", str(tiny_model_dir), "--save-every", "1",
-    ]  # fmt: skip
+        str(accelerate) if accelerate.exists() else "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        env["MASTER_PORT"],
+        str(ROOT / "main.py"),
+        "--db",
+        str(db),
+        "--device",
+        "cpu",
+        "train",
+        "--algo",
+        "dpo",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--model",
+        str(tiny_model_dir),
+        "--save-every",
+        "1",
+    ]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -51,8 +79,12 @@ def test_dpo_on_two_cpu_processes(rated_for_launch, tiny_model_dir, tmp_path):
         assert len(runs) == 1 and runs[0]["status"] == "finished"  # one run row, by rank 0
         ckpts = list(store.db.query("SELECT step, path FROM checkpoints ORDER BY step"))
         assert [c["step"] for c in ckpts] == [1, 2]  # written once each
-        steps = [r[0] for r in store.conn.execute(
-            "SELECT step FROM metrics WHERE name = 'loss' ORDER BY step")]  # fmt: skip
+        steps = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT step FROM metrics WHERE name = 'loss' ORDER BY step"
+            )
+        ]
         assert steps == [1, 2]
         config = json.loads(runs[0]["config"])
         assert config["algo"] == "dpo" and config["batch_size"] == 2
@@ -63,21 +95,24 @@ def test_dpo_on_two_cpu_processes(rated_for_launch, tiny_model_dir, tmp_path):
 @pytest.fixture
 def rated_for_launch(tmp_path):
     """A project file with four preference pairs (closed, so the launched ranks can open it)."""
-    from core.store import ProjectStore, new_uuid, now
+    from core.store import ProjectStore
 
     db = tmp_path / "launch.db"
     with ProjectStore(db) as store:
-        with store.transaction():
-            for text in ("Say hello.", "What is the capital of France?"):
-                store.conn.execute(
-                    "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-                    "VALUES (?, ?, NULL, ?, 'test', ?)",
-                    (new_uuid(), text, text, now()),
-                )
+        texts = ("Say hello.", "What is the capital of France?")
+        store.add_prompts([{"text": text} for text in texts], source="test")
         for pid in (1, 2):
             for good, bad in (("Paris.", "bad sad"), ("Hello there!", "terrible")):
-                a, b = store.add_samples([{"prompt_id": pid, "text": good, "model": "x"},
-                                          {"prompt_id": pid, "text": bad, "model": "x"}])  # fmt: skip
-                store.add_rating(annotator="ann", kind="pairwise", sample_ids=[a, b],
-                                 value={"choice": "a", "winner": a})  # fmt: skip
+                a, b = store.add_samples(
+                    [
+                        {"prompt_id": pid, "text": good, "model": "x"},
+                        {"prompt_id": pid, "text": bad, "model": "x"},
+                    ]
+                )
+                store.add_rating(
+                    annotator="ann",
+                    kind="pairwise",
+                    sample_ids=[a, b],
+                    value={"choice": "a", "winner": a},
+                )
     return db

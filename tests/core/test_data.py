@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections import Counter, defaultdict
 
@@ -23,17 +22,12 @@ from core.data import (
     unpaired_examples,
     used_rating_ids,
 )
-from core.store import ProjectError, ProjectStore, new_uuid, now
+from core.store import ProjectError, ProjectStore
 
 
 def add_prompt(store: ProjectStore, text: str, messages: list[dict] | None = None) -> int:
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-            "VALUES (?, ?, ?, ?, 'test', ?)",
-            (new_uuid(), text, json.dumps(messages) if messages else None, text, now()),
-        )
-    return int(cur.lastrowid)
+    (pid,), _ = store.add_prompts([{"text": text, "messages": messages}], source="test")
+    return pid
 
 
 @pytest.fixture
@@ -511,9 +505,15 @@ def ref_pairs(store, aggregate, min_agreement=0.0, margin=0.25, **filters):
             rs = [r for r, _ in by.values()]
             kinds = "+".join(sorted({r["kind"] for r in rs}))
             compared[(a, b)] = PreferencePair(
-                rs[0]["prompt_id"], top, b if top == a else a, 0.0, ids_of(rs), only(by), kinds,
+                rs[0]["prompt_id"],
+                top,
+                b if top == a else a,
+                0.0,
+                ids_of(rs),
+                only(by),
+                kinds,
                 n / len(rs),
-            )  # fmt: skip
+            )
     scored = {}
     for s, t in same_prompt:
         shared = sorted(scores[s].keys() & scores[t].keys())
@@ -535,13 +535,16 @@ def ref_pairs(store, aggregate, min_agreement=0.0, margin=0.25, **filters):
         if c and s and c.chosen_id == s.chosen_id:
             merged.append(
                 PreferencePair(
-                    c.prompt_id, c.chosen_id, c.rejected_id, s.margin,
+                    c.prompt_id,
+                    c.chosen_id,
+                    c.rejected_id,
+                    s.margin,
                     sorted(set(c.rating_ids) | set(s.rating_ids)),
                     c.annotator if c.annotator == s.annotator else None,
                     "+".join(sorted(set(c.source.split("+")) | {"score"})),
                     min(c.agreement, s.agreement),
                 )
-            )  # fmt: skip
+            )
         elif bool(c) != bool(s):
             merged.append(c or s)
     return sorted(merged, key=lambda p: (p.prompt_id, p.chosen_id, p.rejected_id))
@@ -631,8 +634,13 @@ def ref_rows(store, examples):
     for e in examples:
         row = {"prompt": store.prompt_messages(e.prompt_id)}
         if isinstance(e, PreferencePair):
-            row |= {"chosen": text(e.chosen_id), "rejected": text(e.rejected_id), "margin": e.margin,
-                    "chosen_id": e.chosen_id, "rejected_id": e.rejected_id}  # fmt: skip
+            row |= {
+                "chosen": text(e.chosen_id),
+                "rejected": text(e.rejected_id),
+                "margin": e.margin,
+                "chosen_id": e.chosen_id,
+                "rejected_id": e.rejected_id,
+            }
         else:
             row["completion"] = text(e.sample_id)
             if isinstance(e, UnpairedExample):
@@ -672,7 +680,11 @@ def test_builders_match_a_plain_reference_on_a_mixed_project(tmp_path, nan, filt
             assert len(pairs) > 20 and len({p.source for p in pairs}) > 3  # the project is mixed
             summary = data_summary(store, min_score=0.7, **opts)
             assert (summary["pairs"], summary["demonstrations"]) == (len(pairs), len(demos))
-    examples = [*preference_pairs(store, aggregate=True), *unpaired_examples(store),
-                *scalar_rewards(store), *demonstrations(store, min_score=0.7)]  # fmt: skip
+    examples = [
+        *preference_pairs(store, aggregate=True),
+        *unpaired_examples(store),
+        *scalar_rewards(store),
+        *demonstrations(store, min_score=0.7),
+    ]
     assert list(materialize(store, examples, chunk_size=7)) == list(ref_rows(store, examples))
     store.close()

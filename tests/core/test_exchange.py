@@ -95,8 +95,11 @@ def test_preference_export_loads_with_datasets_and_matches_core_data(
         "rejected": texts[p.rejected_id],
     }
     rows = read_jsonl(out)
-    assert {"prompt": "Write a short poem about the sea.", "chosen": "a better one",
-            "rejected": texts[s[1][3]]} in rows  # fmt: skip
+    assert {
+        "prompt": "Write a short poem about the sea.",
+        "chosen": "a better one",
+        "rejected": texts[s[1][3]],
+    } in rows
 
 
 def test_preference_export_is_conversational_when_a_prompt_is_a_chat(
@@ -210,10 +213,15 @@ def test_raw_exports_hold_every_field(project_with_prompts, tmp_path, fmt):
     assert first["sample_ids"] == [s[1][0], s[1][1]]
     uuids = dict(store.conn.execute("SELECT id, uuid FROM samples"))
     assert first["responses"] == [
-        {"sample_id": i, "sample_uuid": uuids[i], "text": f"p1 answer {n} by default",
-         "model": "default", "checkpoint_id": None}
+        {
+            "sample_id": i,
+            "sample_uuid": uuids[i],
+            "text": f"p1 answer {n} by default",
+            "model": "default",
+            "checkpoint_id": None,
+        }
         for n, i in enumerate(s[1][:2])
-    ]  # fmt: skip
+    ]
     assert first["value"] == {"choice": "a", "winner": s[1][0]}
     assert first["comment"] == "clearer"
     assert float(first["seconds"]) == 4.0
@@ -372,10 +380,16 @@ def test_exported_pairs_train_one_trl_dpo_step(
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     config = DPOConfig(
-        output_dir=str(tmp_path / "trl"), max_steps=1, per_device_train_batch_size=2,
-        max_length=64, report_to=[], save_strategy="no", use_cpu=True, logging_steps=1,
+        output_dir=str(tmp_path / "trl"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        max_length=64,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=1,
         dataloader_num_workers=0,
-    )  # fmt: skip
+    )
     trainer = DPOTrainer(model=model, args=config, train_dataset=ds, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 1
@@ -401,8 +415,9 @@ def save_checkpoint(store, tmp_path, tiny_model_dir, *, adapter=False, kind="pol
     if adapter:
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                          init_lora_weights=False)  # fmt: skip
+        lora = LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
         model = get_peft_model(model, lora)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -418,9 +433,15 @@ def save_checkpoint(store, tmp_path, tiny_model_dir, *, adapter=False, kind="pol
     from core.checkpoints import sha256_file, weights_file
 
     return store.add_checkpoint(
-        run_id=run_id, step=10, kind=kind, path=str(folder), sha256=sha256_file(weights_file(folder)),
-        base_model=str(tiny_model_dir), adapter=adapter, metrics={"loss": 0.42},
-    )  # fmt: skip
+        run_id=run_id,
+        step=10,
+        kind=kind,
+        path=str(folder),
+        sha256=sha256_file(weights_file(folder)),
+        base_model=str(tiny_model_dir),
+        adapter=adapter,
+        metrics={"loss": 0.42},
+    )
 
 
 def generates_a_token(model, folder: Path) -> None:
@@ -449,9 +470,19 @@ def test_full_checkpoint_export_loads_and_generates(project_with_prompts, tmp_pa
     assert "checkpoint.json" not in names
     generates_a_token(AutoModelForCausalLM.from_pretrained(out), out)
     card = (out / "README.md").read_text(encoding="utf-8")
-    for text in ("DPO", str(tiny_model_dir), "| lr | 3e-05 |", "| beta | 0.1 |", "| loss | 0.42 |",
-                 "| rewards/accuracies | 0.75 |",
-                 "ratings by", "pairwise", "**Step:** 10", "Exported", "library_name: transformers"):  # fmt: skip
+    for text in (
+        "DPO",
+        str(tiny_model_dir),
+        "| lr | 3e-05 |",
+        "| beta | 0.1 |",
+        "| loss | 0.42 |",
+        "| rewards/accuracies | 0.75 |",
+        "ratings by",
+        "pairwise",
+        "**Step:** 10",
+        "Exported",
+        "library_name: transformers",
+    ):
         assert text in card, text
     with pytest.raises(ExportError, match="not empty"):
         export_checkpoint(store, cid, out)
@@ -470,8 +501,9 @@ def test_adapter_checkpoint_exports_as_adapter_or_merged(
     assert export_checkpoint(store, cid, adapter_dir).form == "adapter"
     assert (adapter_dir / "adapter_config.json").exists()
     assert "library_name: peft" in (adapter_dir / "README.md").read_text(encoding="utf-8")
-    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                                           adapter_dir)  # fmt: skip
+    peft_model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter_dir
+    )
     generates_a_token(peft_model, adapter_dir)
 
     assert export_checkpoint(store, f"checkpoint:{cid}", merged_dir, merged=True).form == "merged"
@@ -510,9 +542,14 @@ def test_checkpoint_errors_name_what_to_do(project_with_prompts, tmp_path, tiny_
     with pytest.raises(ProjectError, match="no policy checkpoint yet"):
         export_checkpoint(store, "checkpoint:latest", tmp_path / "x")
     cid = store.add_checkpoint(
-        run_id=None, step=1, kind="policy", path=str(tmp_path / "gone"), sha256="",
-        base_model="default", adapter=False,
-    )  # fmt: skip
+        run_id=None,
+        step=1,
+        kind="policy",
+        path=str(tmp_path / "gone"),
+        sha256="",
+        base_model="default",
+        adapter=False,
+    )
     with pytest.raises(UserError, match="is missing"):
         export_checkpoint(store, cid, tmp_path / "x")
     assert not (tmp_path / "x").exists()

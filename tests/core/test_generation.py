@@ -57,12 +57,7 @@ def test_same_seed_same_samples(project_with_prompts, tiny_model_dir, tmp_path):
 
     lm = load_model(str(tiny_model_dir), device="cpu")
     _run(project_with_prompts, lm, prompt_ids=[1], seed=123)
-    other = ProjectStore(tmp_path / "other.db")
-    other.conn.execute(
-        "INSERT INTO prompts(uuid, text, content_key, created_at) "
-        "SELECT uuid, text, content_key, created_at FROM prompts WHERE 0"
-    )
-    other.close()
+    ProjectStore(tmp_path / "other.db").close()
     first = [r["text"] for r in project_with_prompts.db.query("SELECT text FROM samples")]
     _run(project_with_prompts, lm, prompt_ids=[1], seed=123)
     both = [r["text"] for r in project_with_prompts.db.query("SELECT text FROM samples")]
@@ -138,10 +133,18 @@ def test_whole_distribution_sampling_follows_the_temperature_softmax(tiny_model_
         gen = torch.Generator().manual_seed(3)
         with torch.no_grad():
             rows = sample_continuations(
-                lm.model, enc["input_ids"], enc["attention_mask"], k=n, max_new_tokens=1,
-                temperature=temperature, top_k=top_k, top_p=1.0, stop_ids=set(), pad_id=0,
+                lm.model,
+                enc["input_ids"],
+                enc["attention_mask"],
+                k=n,
+                max_new_tokens=1,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=1.0,
+                stop_ids=set(),
+                pad_id=0,
                 generator=gen,
-            )  # fmt: skip
+            )
         picked = logp[torch.tensor([r[0] for r in rows])]
         return float(picked.mean()), float(picked.std() / n**0.5)
 

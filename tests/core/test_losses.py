@@ -111,9 +111,16 @@ def test_kto_with_zero_and_positive_reference_point():
     assert rc.tolist() == pytest.approx([1.0]) and rr.tolist() == pytest.approx([-1.0])
 
     losses, _, _, kl = kto_loss(
-        t(-1.0), t(-3.0), t(-1.0, -1.0), t(-2.0), t(-2.0), t(-1.5, -1.5), beta=1.0,
-        desirable_weight=2.0, undesirable_weight=0.5,
-    )  # fmt: skip
+        t(-1.0),
+        t(-3.0),
+        t(-1.0, -1.0),
+        t(-2.0),
+        t(-2.0),
+        t(-1.5, -1.5),
+        beta=1.0,
+        desirable_weight=2.0,
+        undesirable_weight=0.5,
+    )
     assert kl.item() == pytest.approx(0.5)
     assert losses.tolist() == pytest.approx([2 * (1 - sigmoid(0.5)), 0.5 * (1 - sigmoid(1.5))])
 
@@ -277,9 +284,14 @@ def test_dpo_matches_trl(loss_type):
         "ref_rejected_logps": rr,
     }
     fake = _fake_trainer(
-        ld_alpha=None, f_divergence_type="reverse_kl", loss_types=[loss_type],
-        loss_weights=[1.0], beta=0.2, label_smoothing=0.0, use_weighting=False,
-    )  # fmt: skip
+        ld_alpha=None,
+        f_divergence_type="reverse_kl",
+        loss_types=[loss_type],
+        loss_weights=[1.0],
+        beta=0.2,
+        label_smoothing=0.0,
+        use_weighting=False,
+    )
     model = _fake_model(_per_token(torch.cat([pc, pr]), seq_len))
     try:
         trl_loss = trl_dpo.DPOTrainer._compute_loss(fake, model, inputs, False)
@@ -308,10 +320,16 @@ def test_kto_matches_trl():
     seq_len = 4
     ones = torch.ones(5, seq_len, dtype=torch.long)
     inputs = {
-        "input_ids": ones, "attention_mask": ones, "completion_mask": ones,
-        "KL_input_ids": ones, "KL_attention_mask": ones, "KL_completion_mask": ones,
-        "label": label, "ref_logps": ref, "ref_KL_logps": ref_kl,
-    }  # fmt: skip
+        "input_ids": ones,
+        "attention_mask": ones,
+        "completion_mask": ones,
+        "KL_input_ids": ones,
+        "KL_attention_mask": ones,
+        "KL_completion_mask": ones,
+        "label": label,
+        "ref_logps": ref,
+        "ref_KL_logps": ref_kl,
+    }
     calls = iter([_per_token(policy_kl, seq_len), _per_token(policy, seq_len)])
 
     def model(**kwargs):
@@ -326,9 +344,16 @@ def test_kto_matches_trl():
     except (AttributeError, KeyError, TypeError, StopIteration) as e:
         pytest.skip(f"TRL's KTOTrainer internals differ from 1.16 ({e!r}); compare by formula")
     losses, _, _, kl = kto_loss(
-        policy[label], policy[~label], policy_kl, ref[label], ref[~label], ref_kl,
-        beta=0.3, desirable_weight=1.5, undesirable_weight=0.7,
-    )  # fmt: skip
+        policy[label],
+        policy[~label],
+        policy_kl,
+        ref[label],
+        ref[~label],
+        ref_kl,
+        beta=0.3,
+        desirable_weight=1.5,
+        undesirable_weight=0.7,
+    )
     assert kl.item() > 0  # the test exercises the reference point
     assert trl_loss.item() == pytest.approx(losses.mean().item(), rel=1e-5)
     assert fake._metrics["train"]["kl"][0] == pytest.approx(kl.item(), rel=1e-5)

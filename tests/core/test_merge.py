@@ -13,18 +13,12 @@ import pytest
 
 import main
 from core.exchange.merge import iter_merge_projects, merge_projects
-from core.store import ProjectError, ProjectStore, new_uuid, now
+from core.store import ProjectError, ProjectStore
 
 
 def add_prompt(store: ProjectStore, text: str, messages: list | None = None) -> int:
-    key = json.dumps(messages, sort_keys=True) if messages else text
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-            "VALUES (?, ?, ?, ?, 'test', ?)",
-            (new_uuid(), text, json.dumps(messages) if messages else None, key, now()),
-        )
-    return int(cur.lastrowid)
+    (pid,), _ = store.add_prompts([{"text": text, "messages": messages}], source="test")
+    return pid
 
 
 def workstation(path: Path, who: str, *, shared: str = "Shared prompt", padding: int = 0) -> Path:
@@ -39,30 +33,59 @@ def workstation(path: Path, who: str, *, shared: str = "Shared prompt", padding:
         )
         run = s.create_run("dpo", {"algo": "dpo", "model": "default"}, "default", [])
         ckpt = s.add_checkpoint(
-            run_id=run, step=5, kind="policy", path="checkpoints/run1", sha256="x",
-            base_model="default", adapter=True, metrics={"loss": 0.5},
-        )  # fmt: skip
+            run_id=run,
+            step=5,
+            kind="policy",
+            path="checkpoints/run1",
+            sha256="x",
+            base_model="default",
+            adapter=True,
+            metrics={"loss": 0.5},
+        )
         s.log_metrics(run, 1, {"loss": 0.7})
         s.log_metrics(run, 5, {"loss": 0.5})
         a, b, c = s.add_samples(
-            [{"prompt_id": p, "text": f"{who} a", "model": "default"},
-             {"prompt_id": p, "text": f"{who} b", "model": f"checkpoint:{ckpt}",
-              "checkpoint_id": ckpt},
-             {"prompt_id": p, "text": f"{who} c", "model": "default"}]
-        )  # fmt: skip
+            [
+                {"prompt_id": p, "text": f"{who} a", "model": "default"},
+                {
+                    "prompt_id": p,
+                    "text": f"{who} b",
+                    "model": f"checkpoint:{ckpt}",
+                    "checkpoint_id": ckpt,
+                },
+                {"prompt_id": p, "text": f"{who} c", "model": "default"},
+            ]
+        )
         (d,) = s.add_samples([{"prompt_id": q, "text": f"{who} d", "model": "default"}])
         (rw,) = s.add_samples([{"prompt_id": p, "text": f"{who} rw", "model": f"human:{who}"}])
         ids = [
-            s.add_rating(annotator=who, kind="pairwise", sample_ids=[a, b],
-                         value={"choice": "b", "winner": b}, seconds=3.5, comment="hm"),
-            s.add_rating(annotator=who, kind="rank", sample_ids=[a, b, c], value={"order": [c, a, b]}),
-            s.add_rating(annotator=who, kind="score", sample_ids=[d],
-                         value={"scores": {"overall": 0.75}}),
-            s.add_rating(annotator=who, kind="rewrite", sample_ids=[a, rw],
-                         value={"original": a, "rewrite": rw}),
-            s.add_rating(annotator=who, kind="flag", sample_ids=[c],
-                         value={"reason": "unsafe", "sample_id": c}),
-        ]  # fmt: skip
+            s.add_rating(
+                annotator=who,
+                kind="pairwise",
+                sample_ids=[a, b],
+                value={"choice": "b", "winner": b},
+                seconds=3.5,
+                comment="hm",
+            ),
+            s.add_rating(
+                annotator=who, kind="rank", sample_ids=[a, b, c], value={"order": [c, a, b]}
+            ),
+            s.add_rating(
+                annotator=who, kind="score", sample_ids=[d], value={"scores": {"overall": 0.75}}
+            ),
+            s.add_rating(
+                annotator=who,
+                kind="rewrite",
+                sample_ids=[a, rw],
+                value={"original": a, "rewrite": rw},
+            ),
+            s.add_rating(
+                annotator=who,
+                kind="flag",
+                sample_ids=[c],
+                value={"reason": "unsafe", "sample_id": c},
+            ),
+        ]
         s.set_superseded(ids[2])
         s.conn.execute(
             "UPDATE runs SET rating_ids = ?, base_model = ? WHERE id = ?",

@@ -47,12 +47,8 @@ def rater_file(tmp_path: Path) -> Path:
 
 
 def add_prompt(store: ProjectStore, text: str) -> int:
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO prompts(uuid, text, content_key, created_at) VALUES (?, ?, ?, ?)",
-            (f"u-{text}", text, text, "2026-01-01"),
-        )
-    return int(cur.lastrowid)
+    (pid,), _ = store.add_prompts([{"text": text}])
+    return pid
 
 
 def make_project(store: ProjectStore, per_prompt: tuple[int, ...] = (4, 3)) -> list[list[int]]:

@@ -8,17 +8,12 @@ import pytest
 
 import main
 from core.stats import cohen_kappa, format_stats, project_stats
-from core.store import ProjectStore, new_uuid, now
+from core.store import ProjectStore
 
 
 def add_prompt(store: ProjectStore, text: str) -> int:
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO prompts(uuid, text, content_key, source, created_at) "
-            "VALUES (?, ?, ?, 'test', ?)",
-            (new_uuid(), text, text, now()),
-        )
-    return int(cur.lastrowid)
+    (pid,), _ = store.add_prompts([{"text": text}], source="test")
+    return pid
 
 
 @pytest.fixture
@@ -35,9 +30,11 @@ def hand_case(store):
     for i in range(4):
         p = add_prompt(store, f"prompt {i}")
         d, c = store.add_samples(
-            [{"prompt_id": p, "text": "d", "model": "default"},
-             {"prompt_id": p, "text": "c", "model": f"checkpoint:{ckpt}", "checkpoint_id": ckpt}]
-        )  # fmt: skip
+            [
+                {"prompt_id": p, "text": "d", "model": "default"},
+                {"prompt_id": p, "text": "c", "model": f"checkpoint:{ckpt}", "checkpoint_id": ckpt},
+            ]
+        )
         items.append((d, c))
 
     def vote(who, item, label, seconds=None, flip=False):
@@ -64,10 +61,15 @@ def hand_case(store):
     p = add_prompt(store, "scored")
     scored = store.add_samples([{"prompt_id": p, "text": t, "model": "default"} for t in "xyz"])
     for s, a, b in zip(scored, (0.0, 0.5, 1.0), (0.25, 0.5, 1.0), strict=True):
-        store.add_rating(annotator="alice", kind="score", sample_ids=[s],
-                         value={"scores": {"overall": a, "fluency": 1.0}})  # fmt: skip
-        store.add_rating(annotator="bob", kind="score", sample_ids=[s],
-                         value={"scores": {"overall": b}})  # fmt: skip
+        store.add_rating(
+            annotator="alice",
+            kind="score",
+            sample_ids=[s],
+            value={"scores": {"overall": a, "fluency": 1.0}},
+        )
+        store.add_rating(
+            annotator="bob", kind="score", sample_ids=[s], value={"scores": {"overall": b}}
+        )
     return store, ckpt
 
 
@@ -85,13 +87,18 @@ def test_pairwise_agreement_matches_the_hand_computation(hand_case):
     assert pw["items"] == 4 and pw["annotators"] == 3
     pairs = {tuple(p["annotators"]): p for p in pw["pairs"]}
     assert pairs[("alice", "bob")] == {
-        "annotators": ["alice", "bob"], "items": 4, "raw_agreement": 0.75,
+        "annotators": ["alice", "bob"],
+        "items": 4,
+        "raw_agreement": 0.75,
         "kappa": round(7 / 11, 4),
-    }  # fmt: skip
+    }
     # one shared item, opposite labels: p_o = 0, p_e = 0 → kappa 0
     assert pairs[("alice", "carol")] == {
-        "annotators": ["alice", "carol"], "items": 1, "raw_agreement": 0.0, "kappa": 0.0,
-    }  # fmt: skip
+        "annotators": ["alice", "carol"],
+        "items": 1,
+        "raw_agreement": 0.0,
+        "kappa": 0.0,
+    }
     assert pairs[("bob", "carol")]["raw_agreement"] == 0.0
     assert pw["raw_agreement"] == 0.5  # (3 + 0 + 0) agreeing of (4 + 1 + 1) shared judgements
     # Nominal alpha. Coincidences: item 1 (F,F,S) gives FF 1, FS 1, SF 1; item 2 (F,S) FS 1, SF 1;
@@ -116,8 +123,11 @@ def test_score_agreement_matches_the_hand_computation(hand_case):
     assert overall["alpha_ordinal"] == pytest.approx(94 / 99, abs=1e-4)
     # fluency: only alice scored it, so nothing overlaps
     assert scores["fluency"] == {
-        "items": 0, "annotators": 0, "alpha_interval": None, "alpha_ordinal": None,
-    }  # fmt: skip
+        "items": 0,
+        "annotators": 0,
+        "alpha_interval": None,
+        "alpha_ordinal": None,
+    }
 
 
 def test_speed_counts_and_distribution(hand_case):
@@ -133,8 +143,11 @@ def test_speed_counts_and_distribution(hand_case):
     }
     assert pace["bob"] == {"ratings": 7, "timed": 4, "median_seconds": 5.0, "items_per_hour": 720.0}
     assert pace["carol"] == {
-        "ratings": 1, "timed": 0, "median_seconds": None, "items_per_hour": None,
-    }  # fmt: skip
+        "ratings": 1,
+        "timed": 0,
+        "median_seconds": None,
+        "items_per_hour": None,
+    }
     assert stats["speed"]["all"]["timed"] == 7 and stats["speed"]["all"]["median_seconds"] == 5.0
     dist = stats["score_distribution"]["overall"]
     # 0 | .25 | .5 .5 | – | 1 1   over [0, .2, .4, .6, .8, 1]
@@ -151,8 +164,11 @@ def test_per_checkpoint_win_rates(hand_case):
     # checkpoint wins: alice 1 + bob 2 + carol 1 = 4; default wins 3; ties 2 → (4 + 1)/9
     assert c["pairwise"] == {"wins": 4, "losses": 3, "ties": 2, "win_rate": round(5 / 9, 4)}
     assert d["vs"][f"checkpoint:{ckpt}"] == {
-        "wins": 3, "losses": 4, "ties": 2, "win_rate": round(4 / 9, 4),
-    }  # fmt: skip
+        "wins": 3,
+        "losses": 4,
+        "ties": 2,
+        "win_rate": round(4 / 9, 4),
+    }
     assert c["checkpoint_id"] == ckpt and c["step"] == 7 and c["samples"] == 4
     assert c["ratings"] == 9 and c["mean_score"] is None
     assert d["ratings"] == 9 + 6 and d["samples"] == 7
@@ -174,7 +190,11 @@ def test_stats_json_keeps_the_old_keys_and_adds_the_new(hand_case, capsys):
 def test_stats_of_an_empty_project(store):
     stats = project_stats(store)
     assert stats["agreement"]["pairwise"] == {
-        "items": 0, "annotators": 0, "raw_agreement": None, "alpha_nominal": None, "pairs": [],
-    }  # fmt: skip
+        "items": 0,
+        "annotators": 0,
+        "raw_agreement": None,
+        "alpha_nominal": None,
+        "pairs": [],
+    }
     assert stats["per_checkpoint"] == {} and stats["score_distribution"] == {}
     assert format_stats(stats)

@@ -176,7 +176,8 @@ def test_opening_a_second_store_keeps_the_write_ahead_log_safe(tmp_path):
     assert Path(f"{db}-wal").exists()  # still ours: the other process did not take it away
     for i in range(50):
         first.conn.execute("INSERT INTO t VALUES (?)", (i,))
-    seen = subprocess.run([sys.executable, "-c", count, str(db)], check=True,
-                          capture_output=True, text=True)  # fmt: skip
+    seen = subprocess.run(
+        [sys.executable, "-c", count, str(db)], check=True, capture_output=True, text=True
+    )
     assert seen.stdout.strip() == "51"
     first.close()

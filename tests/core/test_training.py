@@ -51,14 +51,20 @@ def rated(project_with_prompts):
                 {"prompt_id": pid, "text": BAD, "model": "x"},
             ]
         )
-        store.add_rating(annotator="ann", kind="pairwise", sample_ids=[bad, good],
-                         value={"choice": "b", "winner": good})  # fmt: skip
+        store.add_rating(
+            annotator="ann",
+            kind="pairwise",
+            sample_ids=[bad, good],
+            value={"choice": "b", "winner": good},
+        )
         store.add_rating(annotator="ann", kind="thumbs", sample_ids=[good], value={"up": True})
         store.add_rating(annotator="ann", kind="thumbs", sample_ids=[bad], value={"up": False})
-        store.add_rating(annotator="bob", kind="score", sample_ids=[good],
-                         value={"scores": {"overall": 1.0}})  # fmt: skip
-        store.add_rating(annotator="bob", kind="score", sample_ids=[bad],
-                         value={"scores": {"overall": 0.0}})  # fmt: skip
+        store.add_rating(
+            annotator="bob", kind="score", sample_ids=[good], value={"scores": {"overall": 1.0}}
+        )
+        store.add_rating(
+            annotator="bob", kind="score", sample_ids=[bad], value={"scores": {"overall": 0.0}}
+        )
     return store
 
 
@@ -81,8 +87,10 @@ def run_all(store, cfg, **kw) -> list[StepMetrics]:
 
 
 def metric_rows(store, run_id):
-    return {(r["step"], r["name"]): r["value"]
-            for r in store.db.query("SELECT * FROM metrics WHERE run_id = ?", [run_id])}  # fmt: skip
+    return {
+        (r["step"], r["name"]): r["value"]
+        for r in store.db.query("SELECT * FROM metrics WHERE run_id = ?", [run_id])
+    }
 
 
 # ---- configs ------------------------------------------------------------------------------------
@@ -112,12 +120,19 @@ def test_full_finetune_logs_metrics_and_changes_every_weight(rated, tiny_model_d
     names = {n for _, n in metric_rows(rated, run_id)}
     expected = {
         "reward": {"loss", "accuracy", "margin", "mean_reward"},
-        "dpo": {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
-                "rewards/accuracies", "logps/chosen", "logps/rejected"},
+        "dpo": {
+            "loss",
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/margins",
+            "rewards/accuracies",
+            "logps/chosen",
+            "logps/rejected",
+        },
         "kto": {"loss", "rewards/chosen", "rewards/rejected", "kl"},
         "rloo": {"reward", "reward_std", "kl", "entropy", "loss", "clip_ratio"},
         "reinforce": {"reward", "kl", "loss"},
-    }[algo]  # fmt: skip
+    }[algo]
     assert expected | {"grad_norm", "learning_rate", "tokens_per_second", "step_time"} <= names
     rec = rated.checkpoint(steps[-1].checkpoint_id)
     assert rec["kind"] == ("reward" if algo == "reward" else "policy") and not rec["adapter"]
@@ -152,8 +167,11 @@ def test_trivial_preference_is_learned_with_lora(rated, tiny_model_dir, tmp_path
         assert last["loss"] < first["loss"]
     rec = rated.checkpoint(steps[-1].checkpoint_id)
     assert rec["adapter"] and (Path(rec["path"]) / "adapter_model.safetensors").is_file()
-    lora_b = [v for k, v in load_file(Path(rec["path"]) / "adapter_model.safetensors").items()
-              if "lora_B" in k]  # fmt: skip
+    lora_b = [
+        v
+        for k, v in load_file(Path(rec["path"]) / "adapter_model.safetensors").items()
+        if "lora_B" in k
+    ]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # every adapter moved off its init
 
 
@@ -167,8 +185,12 @@ def test_reward_checkpoint_scores_like_transformers(rated, tiny_model_dir, tmp_p
     from core.models import format_prompt
     from core.models.reward import load_reward_model, score_texts
 
-    steps = run_all(rated, make_config("reward", tiny_model_dir, lora=False, steps=6,
-                                       learning_rate=3e-3, pooling=pooling))  # fmt: skip
+    steps = run_all(
+        rated,
+        make_config(
+            "reward", tiny_model_dir, lora=False, steps=6, learning_rate=3e-3, pooling=pooling
+        ),
+    )
     rm = load_reward_model(rated, f"checkpoint:{steps[-1].checkpoint_id}", device="cpu")
     assert rm.pooling == pooling  # recorded with the checkpoint
     prompts = ["What is the capital of France?", "Say hello."]
@@ -208,8 +230,9 @@ def test_reward_pooling_reads_the_response(tiny_model_dir):
     seqs = [Seq([5, 6, 7], [8, 9]), Seq([5, 6], [8, 9, 10, 11]), Seq([5, 6, 7, 8], [])]
     batch = collate(seqs, 0, "cpu")
     with torch.no_grad():
-        got = RewardScores(model, "mean")(batch.input_ids, batch.attention_mask,
-                                          batch.completion_mask)  # fmt: skip
+        got = RewardScores(model, "mean")(
+            batch.input_ids, batch.attention_mask, batch.completion_mask
+        )
         for row, s in enumerate(seqs):
             hidden = model.model(torch.tensor([s.prompt + s.completion])).last_hidden_state[0]
             pooled = hidden[len(s.prompt) :].mean(0) if s.completion else hidden[-1]
@@ -223,8 +246,9 @@ def test_rloo_with_a_reward_checkpoint_and_reinforce_raise_what_they_reward(
     rated, tiny_model_dir, tmp_path
 ):
     run_all(rated, make_config("reward", tiny_model_dir, steps=3))
-    cfg = make_config("rloo", tiny_model_dir, tmp_path, rater=None, steps=4,
-                      rollouts_per_sampling=1)  # sampled afresh at step 3: KL > 0 there  # fmt: skip
+    cfg = make_config(
+        "rloo", tiny_model_dir, tmp_path, rater=None, steps=4, rollouts_per_sampling=1
+    )  # sampled afresh at step 3: KL > 0 there
     steps = run_all(rated, cfg)  # reward_model empty: the newest reward checkpoint scores
     run = rated.db["runs"].get(steps[0].run_id)
     assert json.loads(run["config"])["reward_model"] == "checkpoint:1"
@@ -265,8 +289,9 @@ def test_reinforce_baseline_compares_a_score_with_all_or_with_its_prompt(
             [{"prompt_id": pid, "text": f"answer {j}", "model": "x"} for j in range(len(values))]
         )
         for sid, v in zip(ids, values, strict=True):
-            store.add_rating(annotator="bob", kind="score", sample_ids=[sid],
-                             value={"scores": {"overall": v}})  # fmt: skip
+            store.add_rating(
+                annotator="bob", kind="score", sample_ids=[sid], value={"scores": {"overall": v}}
+            )
     cfg = make_config("reinforce", tiny_model_dir, baseline=baseline)
     obj = setup_session(store, cfg, None, None).objective
     pairs = zip(obj.examples, obj.advantages.tolist(), strict=True)
@@ -432,8 +457,7 @@ def test_paused_status_is_visible_while_waiting(rated, tiny_model_dir):
 def test_nan_guard_fails_the_run_and_keeps_the_last_good_checkpoint(rated, tiny_model_dir):
     from core.checkpoints import sha256_file
 
-    cfg = make_config("dpo", tiny_model_dir, lora=False, steps=5, save_every=1,
-                      learning_rate=1e30)  # fmt: skip
+    cfg = make_config("dpo", tiny_model_dir, lora=False, steps=5, save_every=1, learning_rate=1e30)
     seen = []
     with pytest.raises(TrainingError, match=r"diverged at step (\d)") as err:
         for m in train(rated, cfg):
@@ -476,8 +500,9 @@ def test_run_trains_on_the_ratings_that_existed_at_start(rated, tiny_model_dir):
     gen = train(rated, make_config("dpo", tiny_model_dir, steps=2))
     run_id = next(gen).run_id
     annotator = ProjectStore(rated.path)  # another annotator rates meanwhile
-    late = annotator.add_rating(annotator="carol", kind="pairwise", sample_ids=[1, 2],
-                                value={"choice": "a", "winner": 1})  # fmt: skip
+    late = annotator.add_rating(
+        annotator="carol", kind="pairwise", sample_ids=[1, 2], value={"choice": "a", "winner": 1}
+    )
     list(gen)
     used = json.loads(rated.db["runs"].get(run_id)["rating_ids"])
     assert late not in used and set(used) == {
@@ -495,8 +520,11 @@ def test_new_checkpoint_becomes_the_generator(rated, tiny_model_dir):
     assert rated.checkpoint("checkpoint:latest")["id"] == steps[-1].checkpoint_id  # not the reward
     lm = load_model("checkpoint:latest", store=rated, device="cpu")
     assert lm.spec == f"checkpoint:{steps[-1].checkpoint_id}"
-    progress = list(generate_samples(rated, lm, GenerationParams(per_prompt=2, max_new_tokens=4,
-                                                                 seed=1), prompt_ids=[1]))  # fmt: skip
+    progress = list(
+        generate_samples(
+            rated, lm, GenerationParams(per_prompt=2, max_new_tokens=4, seed=1), prompt_ids=[1]
+        )
+    )
     rows = [rated.db["samples"].get(i) for i in progress[-1].sample_ids]
     assert {(r["model"], r["checkpoint_id"]) for r in rows} == {(lm.spec, lm.checkpoint_id)}
 
@@ -506,8 +534,25 @@ def test_train_command(rated, tiny_model_dir, capsys):
     import main
 
     db = str(rated.path)
-    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--steps", "2",
-                      "--model", str(tiny_model_dir), "--batch-size", "2", "--lr", "0.01"])  # fmt: skip
+    code = main.main(
+        [
+            "--db",
+            db,
+            "--device",
+            "cpu",
+            "train",
+            "--algo",
+            "dpo",
+            "--steps",
+            "2",
+            "--model",
+            str(tiny_model_dir),
+            "--batch-size",
+            "2",
+            "--lr",
+            "0.01",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0 and "run 1 finished" in out.out and "checkpoint:1 (step 2, policy)" in out.out
     assert json.loads(rated.db["runs"].get(1)["config"])["learning_rate"] == 0.01
@@ -515,11 +560,27 @@ def test_train_command(rated, tiny_model_dir, capsys):
     assert code == 2 and "--beta does not apply to --algo reward" in capsys.readouterr().err
     code = main.main(["--db", db, "train", "--algo", "dpo", "--pooling", "last"])
     assert code == 2 and "--pooling does not apply to --algo dpo" in capsys.readouterr().err
-    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "reward", "--steps", "1",
-                      "--model", str(tiny_model_dir), "--pooling", "last"])  # fmt: skip
+    code = main.main(
+        [
+            "--db",
+            db,
+            "--device",
+            "cpu",
+            "train",
+            "--algo",
+            "reward",
+            "--steps",
+            "1",
+            "--model",
+            str(tiny_model_dir),
+            "--pooling",
+            "last",
+        ]
+    )
     assert code == 0 and json.loads(rated.db["runs"].get(2)["config"])["pooling"] == "last"
-    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--resume", "1",
-                      "--steps", "3"])  # fmt: skip
+    code = main.main(
+        ["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--resume", "1", "--steps", "3"]
+    )
     assert code == 0 and rated.count("metrics", "run_id = 1 AND name = 'loss'") == 3
 
 
@@ -527,19 +588,54 @@ def test_train_set_reaches_every_setting_with_its_type(rated, tiny_model_dir, ca
     import main
 
     db = str(rated.path)
-    code = main.main(["--db", db, "--device", "cpu", "train", "--algo", "dpo", "--steps", "1",
-                      "--model", str(tiny_model_dir), "--set", "forward_tokens=64",
-                      "--set", "lr_schedule=cosine", "--set", "annotators=ann, carol",
-                      "--set", "min-steps=3", "--set", "lora=false"])  # fmt: skip
+    code = main.main(
+        [
+            "--db",
+            db,
+            "--device",
+            "cpu",
+            "train",
+            "--algo",
+            "dpo",
+            "--steps",
+            "1",
+            "--model",
+            str(tiny_model_dir),
+            "--set",
+            "forward_tokens=64",
+            "--set",
+            "lr_schedule=cosine",
+            "--set",
+            "annotators=ann, carol",
+            "--set",
+            "min-steps=3",
+            "--set",
+            "lora=false",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     saved = json.loads(rated.db["runs"].get(1)["config"])
     assert (saved["forward_tokens"], saved["lr_schedule"], saved["annotators"]) == (
-        64, "cosine", ["ann", "carol"])  # fmt: skip
+        64,
+        "cosine",
+        ["ann", "carol"],
+    )
     assert (saved["min_steps"], saved["lora"]) == (3, False)
     args = main.build_parser().parse_args(
-        ["train", "--algo", "rloo", "--set", "rollouts_per_sampling=4", "--set", "lora=no",
-         "--set", "steps=none", "--set", "bf16=yes"]
-    )  # fmt: skip
+        [
+            "train",
+            "--algo",
+            "rloo",
+            "--set",
+            "rollouts_per_sampling=4",
+            "--set",
+            "lora=no",
+            "--set",
+            "steps=none",
+            "--set",
+            "bf16=yes",
+        ]
+    )
     from core.cli.train import config_from_args
     from core.training import default_lr
 
@@ -548,11 +644,14 @@ def test_train_set_reaches_every_setting_with_its_type(rated, tiny_model_dir, ca
     assert cfg.learning_rate == default_lr("rloo", False)  # --set lora picks the rate as --full
     args.settings.append("learning_rate=2e-6")
     assert config_from_args(args).learning_rate == 2e-6
-    for bad, says in [("forward_tokens=lots", "forward_tokens takes a whole number"),
-                      ("lora=maybe", "lora takes true or false"),
-                      ("lr_schedule=step", "choose one of linear, cosine, constant"),
-                      ("beta=0.2", "'beta' is not a setting of --algo rloo"),
-                      ("algo=dpo", "'algo' is not a setting"), ("forward_tokens", "FIELD=VALUE")]:  # fmt: skip
+    for bad, says in [
+        ("forward_tokens=lots", "forward_tokens takes a whole number"),
+        ("lora=maybe", "lora takes true or false"),
+        ("lr_schedule=step", "choose one of linear, cosine, constant"),
+        ("beta=0.2", "'beta' is not a setting of --algo rloo"),
+        ("algo=dpo", "'algo' is not a setting"),
+        ("forward_tokens", "FIELD=VALUE"),
+    ]:
         code = main.main(["--db", db, "train", "--algo", "rloo", "--set", bad])
         assert code == 2 and says in capsys.readouterr().err, bad
 
@@ -560,8 +659,9 @@ def test_train_set_reaches_every_setting_with_its_type(rated, tiny_model_dir, ca
 # ---- options -----------------------------------------------------------------------------------
 def test_gradient_checkpointing_and_bf16_autocast_run(rated, tiny_model_dir):
     plain = run_all(rated, make_config("dpo", tiny_model_dir, steps=2))
-    checkpointed = run_all(rated, make_config("dpo", tiny_model_dir, steps=2,
-                                              gradient_checkpointing=True))  # fmt: skip
+    checkpointed = run_all(
+        rated, make_config("dpo", tiny_model_dir, steps=2, gradient_checkpointing=True)
+    )
     assert [m.metrics["loss"] for m in checkpointed] == pytest.approx(
         [m.metrics["loss"] for m in plain], rel=1e-4
     )

@@ -9,20 +9,15 @@ import json
 import pytest
 
 from core import data
-from core.exchange.merge import TABLES
-from core.store import ProjectStore, new_uuid, now
+from core.exchange.merge_rows import TABLES
+from core.store import ProjectStore
 
 WAIT_MS = 20000
 
 
 def add_prompt(store: ProjectStore, text: str) -> int:
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO prompts(uuid, text, content_key, source, created_at) "
-            "VALUES (?, ?, ?, 'test', ?)",
-            (new_uuid(), text, text, now()),
-        )
-    return int(cur.lastrowid)
+    (pid,), _ = store.add_prompts([{"text": text}], source="test")
+    return pid
 
 
 def counts(store: ProjectStore) -> dict[str, int]:
@@ -37,17 +32,25 @@ def rated(project_with_prompts):
     store = project_with_prompts
     for i, p in enumerate(r[0] for r in store.conn.execute("SELECT id FROM prompts ORDER BY id")):
         d1, d2, o = store.add_samples(
-            [{"prompt_id": p, "text": f"default answer {i}", "model": "default"},
-             {"prompt_id": p, "text": f"second answer {i}", "model": "default"},
-             {"prompt_id": p, "text": f"other answer {i}", "model": "other/model"}]
-        )  # fmt: skip
+            [
+                {"prompt_id": p, "text": f"default answer {i}", "model": "default"},
+                {"prompt_id": p, "text": f"second answer {i}", "model": "default"},
+                {"prompt_id": p, "text": f"other answer {i}", "model": "other/model"},
+            ]
+        )
         for who in ("alice", "bob"):
             winner = d1 if who == "bob" and i == 4 else o
             value = {"choice": "a" if winner == d1 else "b", "winner": winner}
-            store.add_rating(annotator=who, kind="pairwise", sample_ids=[d1, o], value=value,
-                             seconds=4.0 + i)  # fmt: skip
-        store.add_rating(annotator="alice", kind="score", sample_ids=[d2],
-                         value={"scores": {"overall": i / 4, "fluency": 1.0}}, seconds=6.0)  # fmt: skip
+            store.add_rating(
+                annotator=who, kind="pairwise", sample_ids=[d1, o], value=value, seconds=4.0 + i
+            )
+        store.add_rating(
+            annotator="alice",
+            kind="score",
+            sample_ids=[d2],
+            value={"scores": {"overall": i / 4, "fluency": 1.0}},
+            seconds=6.0,
+        )
         store.add_rating(annotator="bob", kind="thumbs", sample_ids=[o], value={"up": i % 2 == 0})
     return store
 
@@ -92,11 +95,18 @@ def make_workstation(path, annotator="carol") -> ProjectStore:
     other = ProjectStore(path)
     p = add_prompt(other, "Name three colours.")
     a, b = other.add_samples(
-        [{"prompt_id": p, "text": "red, green, blue", "model": "default"},
-         {"prompt_id": p, "text": "blue", "model": "default"}]
-    )  # fmt: skip
-    other.add_rating(annotator=annotator, kind="pairwise", sample_ids=[a, b],
-                     value={"choice": "a", "winner": a}, seconds=3.0)  # fmt: skip
+        [
+            {"prompt_id": p, "text": "red, green, blue", "model": "default"},
+            {"prompt_id": p, "text": "blue", "model": "default"},
+        ]
+    )
+    other.add_rating(
+        annotator=annotator,
+        kind="pairwise",
+        sample_ids=[a, b],
+        value={"choice": "a", "winner": a},
+        seconds=3.0,
+    )
     return other
 
 
@@ -179,8 +189,15 @@ def test_export_checkpoint_writes_a_folder_with_a_model_card(qtbot, panel_setup,
     ):
         (folder / name).write_text("{}", encoding="utf-8")
     (folder / "model.safetensors").write_bytes(b"weights")
-    cid = store.add_checkpoint(run_id=None, step=3, kind="policy", path=str(folder),
-                               sha256="", base_model="default", adapter=False)  # fmt: skip
+    cid = store.add_checkpoint(
+        run_id=None,
+        step=3,
+        kind="policy",
+        path=str(folder),
+        sha256="",
+        base_model="default",
+        adapter=False,
+    )
     with qtbot.waitSignal(panel.stats_updated, timeout=WAIT_MS):
         ctx.data_changed.emit()
     assert panel.checkpoint_form.selected()["id"] == cid
@@ -202,8 +219,11 @@ def test_merge_adds_rows_once_and_says_what_per_table(qtbot, panel_setup, tmp_pa
     assert run_job(qtbot, panel, "merge", lambda: panel.merge_files([tmp_path / "ws2.db"]))
     after = counts(store)
     assert {t: after[t] - before[t] for t in TABLES if after[t] != before[t]} == {
-        "annotators": 1, "prompts": 1, "samples": 2, "ratings": 1,
-    }  # fmt: skip
+        "annotators": 1,
+        "prompts": 1,
+        "samples": 2,
+        "ratings": 1,
+    }
     assert panel.merge_box.result.text() == ("ws2.db: 1 annotator, 1 prompt, 2 samples, 1 rating")
     assert run_job(qtbot, panel, "merge", lambda: panel.merge_files([tmp_path / "ws2.db"]))
     assert counts(store) == after
@@ -254,8 +274,10 @@ def test_statistics_fill_tables_and_plots_and_follow_new_data(qtbot, panel_setup
     panel, ctx, store = panel_setup
     view = panel.stats
     assert [cells(view.speed_table, r)[:3] for r in range(view.speed_table.rowCount())] == [
-        ["alice", "10", "10"], ["bob", "10", "5"], ["All", "20", "15"],
-    ]  # fmt: skip
+        ["alice", "10", "10"],
+        ["bob", "10", "5"],
+        ["All", "20", "15"],
+    ]
     pairwise = cells(view.agreement_table, 0)
     assert pairwise[:4] == ["pairwise", "all 2", "5", "0.80"]
     assert cells(view.agreement_table, 1)[:4] == ["", "alice & bob", "5", "0.80"]
@@ -272,8 +294,13 @@ def test_statistics_fill_tables_and_plots_and_follow_new_data(qtbot, panel_setup
 
     bars, win_bars = view.score_bars["overall"], view.model_bars["win_rate"]
     (alices,) = store.conn.execute("SELECT sample_ids FROM ratings WHERE kind = 'score'").fetchone()
-    store.add_rating(annotator="bob", kind="score", sample_ids=json.loads(alices),
-                     value={"scores": {"overall": 1.0}}, seconds=2.0)  # fmt: skip
+    store.add_rating(
+        annotator="bob",
+        kind="score",
+        sample_ids=json.loads(alices),
+        value={"scores": {"overall": 1.0}},
+        seconds=2.0,
+    )
     with qtbot.waitSignal(panel.stats_updated, timeout=WAIT_MS):
         ctx.data_changed.emit()
     assert view.score_heights()["overall"] == [1, 1, 1, 1, 2]

@@ -39,10 +39,18 @@ def train_setup(qtbot, project_with_prompts, tiny_model_dir):
 
     store = project_with_prompts
     for pid in range(1, 6):
-        good, bad = store.add_samples([{"prompt_id": pid, "text": GOOD, "model": "x"},
-                                       {"prompt_id": pid, "text": BAD, "model": "x"}])  # fmt: skip
-        store.add_rating(annotator="alice" if pid <= 3 else "bob", kind="pairwise",
-                         sample_ids=[bad, good], value={"choice": "b", "winner": good})  # fmt: skip
+        good, bad = store.add_samples(
+            [
+                {"prompt_id": pid, "text": GOOD, "model": "x"},
+                {"prompt_id": pid, "text": BAD, "model": "x"},
+            ]
+        )
+        store.add_rating(
+            annotator="alice" if pid <= 3 else "bob",
+            kind="pairwise",
+            sample_ids=[bad, good],
+            value={"choice": "b", "winner": good},
+        )
     store.update_settings(model=str(tiny_model_dir))
     made = []
 
@@ -79,15 +87,21 @@ def run_row(store, run_id):
 
 
 def metric_steps(store, run_id, name="loss"):
-    return [r[0] for r in store.conn.execute(
-        "SELECT step FROM metrics WHERE run_id = ? AND name = ? ORDER BY step", (run_id, name)
-    )]  # fmt: skip
+    return [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT step FROM metrics WHERE run_id = ? AND name = ? ORDER BY step", (run_id, name)
+        )
+    ]
 
 
 def checkpoint_steps(store, run_id):
-    return [r[0] for r in store.conn.execute(
-        "SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,)
-    )]  # fmt: skip
+    return [
+        r[0]
+        for r in store.conn.execute(
+            "SELECT step FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,)
+        )
+    ]
 
 
 def data_line(qtbot, panel, text):
@@ -137,8 +151,12 @@ def test_form_follows_the_config_and_the_data_line_follows_algorithm_and_ratings
     data_line(qtbot, panel, "1 desirable and 0 undesirable examples from 1 annotator")
 
     form.set_algo("rloo")
-    data_line(qtbot, panel, "5 prompts to sample from, but no reward model yet: train one "
-                            "(Reward model) or give a rater")  # fmt: skip
+    data_line(
+        qtbot,
+        panel,
+        "5 prompts to sample from, but no reward model yet: train one "
+        "(Reward model) or give a rater",
+    )
 
     form.set_algo("dpo")
     form.set_value("warmup_ratio", 1.0)  # invalid: the message names the field; nothing starts
@@ -157,8 +175,15 @@ def test_earlier_runs_overlay_and_a_reward_checkpoint_goes_to_rloo(qtbot, train_
             store.log_metrics(run_id, s, {"loss": 1 / s, "rewards/margins": s / 10})
         store.set_run_status(run_id, "finished")
         old_runs.append(run_id)
-    ckpt = store.add_checkpoint(run_id=old_runs[1], step=3, kind="reward", path="/nowhere/rm",
-                                sha256="0", base_model="tiny", adapter=True)  # fmt: skip
+    ckpt = store.add_checkpoint(
+        run_id=old_runs[1],
+        step=3,
+        kind="reward",
+        path="/nowhere/rm",
+        sha256="0",
+        base_model="tiny",
+        adapter=True,
+    )
     panel, _ctx = train_setup()
     plots = panel.plots
     assert plots.overlaid_runs() == [old_runs[1]]  # the newest run is shown on opening
@@ -227,8 +252,9 @@ def test_dpo_run_feeds_plots_and_project_file_off_the_gui_thread(
     assert "generator" in table.table.item(0, 3).text()
 
     png = tmp_path / "plots.png"
-    monkeypatch.setattr("gui.train.panel.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(png), "PNG (*.png)"))  # fmt: skip
+    monkeypatch.setattr(
+        "gui.train.panel.QFileDialog.getSaveFileName", lambda *a, **k: (str(png), "PNG (*.png)")
+    )
     qtbot.mouseClick(panel.save_button, LEFT)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -243,8 +269,9 @@ def test_pause_stop_and_resume_run(qtbot, train_setup, store):
     qtbot.waitUntil(lambda: run_row(store, run_id)[0] == "paused", timeout=RUN_TIMEOUT_MS)
     assert panel.resume_button.isEnabled() and not panel.pause_button.isEnabled()
     done = metric_steps(store, run_id)
-    with qtbot.waitSignal(panel.step_done, timeout=RUN_TIMEOUT_MS,
-                          check_params_cb=lambda m: m.step > done[-1]):  # fmt: skip
+    with qtbot.waitSignal(
+        panel.step_done, timeout=RUN_TIMEOUT_MS, check_params_cb=lambda m: m.step > done[-1]
+    ):
         qtbot.mouseClick(panel.resume_button, LEFT)  # runs on from where it waited
 
     with qtbot.waitSignal(panel.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
