@@ -111,16 +111,21 @@ def test_malformed_jsonl_reports_its_line_and_imports_nothing(tmp_path):
             "no_module",
         ),
         (["prompts", "import", "/no/such/file.txt"], "file.txt"),
+        (["generate", "--per-prompt", "0"], "--per-prompt must be at least 1"),
+        (["export", "ratings", "--format", "jsonl", "-o", "{file}/y.jsonl"], "is a file"),
+        (["export", "checkpoint", "-o", "{file}/folder"], "is a file"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needle):
     db = str(tmp_path / "p.db")
-    if args[0] == "generate":
-        (tmp_path / "one.txt").write_text("Say hi.\n")
-        cli("--db", db, "prompts", "import", str(tmp_path / "one.txt"))
+    (tmp_path / "one.txt").write_text("Say hi.\n")
+    cli("--db", db, "prompts", "import", str(tmp_path / "one.txt"))
+    args = [a.replace("{file}", str(tmp_path / "one.txt")) for a in args]
     proc = cli("--db", db, *args, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
 
 
 def test_not_a_project_file(tmp_path):
@@ -129,3 +134,31 @@ def test_not_a_project_file(tmp_path):
     proc = cli("--db", str(notes), "stats", check=False)
     assert proc.returncode == 2 and "not an RLHF Studio project file" in proc.stderr
     assert notes.read_text() == "hello"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Wayland are Linux's")
+def test_starting_the_app_with_no_display_says_what_to_do(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    run = [sys.executable, str(ROOT / "main.py"), "--db", str(tmp_path / "p.db")]
+    proc = subprocess.run(
+        [*run, "--annotator", "x"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "no display" in proc.stderr and "QT_QPA_PLATFORM=offscreen" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "p.db").exists()
+    # a display that is set but cannot be used (no X server there, or Qt's libraries missing)
+    proc = subprocess.run(
+        [*run, "--annotator", "x"],
+        cwd=ROOT,
+        env={**env, "DISPLAY": ":97"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "is missing" in proc.stderr or "does not answer" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -50,9 +50,9 @@ def export_checkpoint(
     ``PeftModel.from_pretrained`` over its base model. Reward checkpoints are copied as they are.
     The folder is built beside ``out_dir`` and renamed into place; an existing non-empty folder
     is never overwritten."""
+    out = folder_target(out_dir)  # a bad -o is named before any checkpoint is read
     rec = store.checkpoint(ref)
     src = verify(store, rec)
-    out = folder_target(out_dir)
     notes: list[str] = []
     if merged and rec["kind"] != "policy":
         notes.append("a reward checkpoint is exported as it is; --merged was ignored")
@@ -63,6 +63,7 @@ def export_checkpoint(
         if merged and rec["adapter"] and rec["kind"] == "policy"
         else ("adapter" if rec["adapter"] else "full")
     )
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if form == "merged":  # the base model (fp32, CPU) with the adapter merged in

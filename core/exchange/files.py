@@ -16,8 +16,9 @@ class ExportError(UserError):
     """An export that cannot be written as asked; the message says which option and what to do."""
 
 
-def make_parent(target: Path) -> None:
-    """Create ``target``'s folder; an existing *file* on the way gets a message, not a traceback."""
+def check_parent(target: Path) -> None:
+    """An existing *file* where ``target``'s folder should be gets a message, not a traceback.
+    Nothing is created here: the writer creates the folder when it writes."""
     for folder in (target.parent, *target.parent.parents):
         if folder.exists():
             if not folder.is_dir():
@@ -25,16 +26,15 @@ def make_parent(target: Path) -> None:
                     f"cannot write {target}: {folder} is a file, not a folder; choose another "
                     "output path (-o)."
                 )
-            break
-    target.parent.mkdir(parents=True, exist_ok=True)
+            return
 
 
 def file_target(path: str | os.PathLike) -> Path:
-    """The file an export writes, with its folder created."""
+    """The file an export writes, checked before any work starts."""
     target = Path(path).expanduser()
     if target.is_dir():
         raise ExportError(f"{target} is a folder; give a file name to export to (-o FILE).")
-    make_parent(target)
+    check_parent(target)
     return target
 
 
@@ -43,13 +43,14 @@ def folder_target(path: str | os.PathLike) -> Path:
     out = Path(path).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not empty; choose a new folder (-o DIR).")
-    make_parent(out)
+    check_parent(out)
     return out
 
 
 @contextmanager
 def atomic_file(target: Path, *, binary: bool) -> Iterator[IO[Any]]:
     """A temp file beside ``target``, fsynced and renamed over it only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         mode = "wb" if binary else "w"

@@ -8,11 +8,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_core_imports_no_qt():
-    modules = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__")
+    modules = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "core").rglob("*.py")
+    )
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}:\n"
-        "    importlib.import_module('core.' + m)\n"
+        "    importlib.import_module(m)\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'gui')]\n"
         "print(','.join(bad))\n"
     )
