@@ -98,9 +98,11 @@ def _sample_counts(store: ProjectStore) -> Counter[int]:
 
 
 def _samples_by_prompt(store: ProjectStore) -> dict[int, list[int]]:
+    """Model samples of training prompts: evaluation prompts are rated only in the arena."""
     groups: dict[int, list[int]] = {}
     for sid, pid in store.conn.execute(
-        "SELECT id, prompt_id FROM samples WHERE model NOT LIKE 'human:%' ORDER BY prompt_id, id"
+        "SELECT s.id, s.prompt_id FROM samples s JOIN prompts p ON p.id = s.prompt_id "
+        "WHERE s.model NOT LIKE 'human:%' AND p.split = 'train' ORDER BY s.prompt_id, s.id"
     ):
         groups.setdefault(pid, []).append(sid)
     return groups

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,7 +275,7 @@ def read_prompts(path: str | os.PathLike) -> list[ParsedPrompt]:
 
 
 def import_prompts(
-    store: ProjectStore, path: str | os.PathLike, source: str | None = None
+    store: ProjectStore, path: str | os.PathLike, source: str | None = None, split: str = "train"
 ) -> ImportResult:
     """Import a prompt file atomically, skipping exact duplicates (in the file or the project).
 
@@ -285,6 +286,60 @@ def import_prompts(
     parsed = read_prompts(path)
     source = source if source is not None else path.name
     ids, skipped = store.add_prompts(
-        ({"text": p.text, "messages": p.messages} for p in parsed), source=source
+        ({"text": p.text, "messages": p.messages} for p in parsed), source=source, split=split
     )
     return ImportResult(len(ids), skipped, len(parsed), path, ids)
+
+
+@dataclass
+class SplitResult:
+    marked: list[int]  # prompts moved to the evaluation split now
+    eval_prompts: int  # evaluation prompts in the project after the change
+    train_prompts: int
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.marked)} prompts marked for evaluation; the project has "
+            f"{self.eval_prompts} evaluation and {self.train_prompts} training prompts."
+        )
+
+
+def parse_eval_amount(text: str) -> int | float:
+    """``--eval``: a count of prompts (``50``) or a fraction of them (``0.2``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(
+            f"--eval {text!r}: give a number of prompts (50) or a fraction (0.2)."
+        ) from None
+    if value <= 0 or (value >= 1 and not value.is_integer()):
+        raise UserError(
+            f"--eval {text}: give a whole number of prompts (50) or a fraction in (0, 1) (0.2)."
+        )
+    return value if value < 1 else int(value)
+
+
+def split_for_evaluation(store: ProjectStore, amount: int | float, seed: int = 0) -> SplitResult:
+    """Mark prompts as evaluation prompts until ``amount`` of them are (a count, or a fraction of
+    all prompts); running it again with the same amount changes nothing.
+
+    Only prompts without any rating are eligible, so no evaluation prompt was ever trained on;
+    which of them is drawn at random with ``seed``. Evaluation prompts stay evaluation prompts.
+    """
+    total = store.count("prompts")
+    target = round(amount * total) if isinstance(amount, float) else int(amount)
+    have = len(store.prompt_ids("eval"))
+    need = target - have
+    if need <= 0:
+        return SplitResult([], have, total - have)
+    rated = {r[0] for r in store.conn.execute("SELECT DISTINCT prompt_id FROM ratings")}
+    eligible = [p for p in store.prompt_ids("train") if p not in rated]
+    if len(eligible) < need:
+        raise UserError(
+            f"{need} more evaluation prompts are needed but only {len(eligible)} prompts have no "
+            f"ratings yet (a rated prompt may already have trained a model). Import more prompts "
+            f"(prompts import FILE --split eval) or ask for fewer; nothing was changed."
+        )
+    marked = sorted(random.Random(seed).sample(eligible, need))
+    store.set_split(marked, "eval")
+    return SplitResult(marked, have + need, total - have - need)

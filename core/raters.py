@@ -209,7 +209,8 @@ class _Sample(NamedTuple):
 
 
 def _unrated(store: ProjectStore, annotator: str) -> dict[int, list[_Sample]]:
-    """Per prompt id, in id order, the samples this annotator has no live rating of."""
+    """Per training prompt id, in id order, the samples this annotator has no live rating of
+    (evaluation prompts are judged only in the arena)."""
     rated: set[int] = set()
     for (ids,) in store.conn.execute(
         "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0", (annotator,)
@@ -218,7 +219,7 @@ def _unrated(store: ProjectStore, annotator: str) -> dict[int, list[_Sample]]:
     groups: dict[int, list[_Sample]] = {}
     for row in store.conn.execute(
         "SELECT s.id, s.prompt_id, p.text, s.text FROM samples s JOIN prompts p "
-        "ON p.id = s.prompt_id ORDER BY s.prompt_id, s.id"
+        "ON p.id = s.prompt_id WHERE p.split = 'train' ORDER BY s.prompt_id, s.id"
     ):
         sample = _Sample(*row)
         if sample.id not in rated:

@@ -27,6 +27,7 @@ from collections import defaultdict
 from itertools import combinations
 from typing import Any
 
+from core.evaluation import arena_report
 from core.store import ProjectStore
 
 HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # five bins: a 1–5 rating falls in its own bin
@@ -52,6 +53,10 @@ def project_stats(store: ProjectStore) -> dict[str, Any]:
     stats["agreement"] = agreement(ratings)
     stats["score_distribution"] = score_distribution(ratings)
     stats["per_checkpoint"] = per_checkpoint(store, ratings)
+    stats["arena"] = arena_report(store)
+    stats["run_details"] = [
+        {**run, "alerts": store.alerts(run["id"])} for run in store.recent_runs(limit=-1)
+    ]
     return stats
 
 
@@ -321,7 +326,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     """A short human-readable summary of ``project_stats``."""
     lines = [
         f"project     {stats['project']} (schema {stats['schema_version']})",
-        f"prompts     {stats['prompts']}",
+        f"prompts     {stats['prompts']} ({stats['eval_prompts']} kept for evaluation)",
         f"samples     {stats['samples']}",
         f"ratings     {stats['ratings']} ({stats['superseded']} undone)",
     ]
@@ -336,6 +341,9 @@ def format_stats(stats: dict[str, Any]) -> str:
             extra = f"  median {p['median_seconds']:.1f} s, {p['items_per_hour']:.0f} items/h"
         lines.append(f"  {name:<20}{n}{extra}")
     lines += [f"runs        {stats['runs']}", f"checkpoints {stats['checkpoints']}"]
+    for run in stats.get("run_details") or []:
+        for alert in run["alerts"]:
+            lines.append(f"  run {run['id']} {alert['message']}")
     lines += _format_agreement(stats.get("agreement") or {})
     for criterion, d in (stats.get("score_distribution") or {}).items():
         bins = " ".join(str(c) for c in d["counts"])
@@ -347,7 +355,25 @@ def format_stats(stats: dict[str, Any]) -> str:
         score = "-" if m["mean_score"] is None else f"{m['mean_score']:.2f}"
         win = "-" if m["pairwise"]["win_rate"] is None else f"{m['pairwise']['win_rate']:.0%}"
         lines.append(f"  {model[:20]:<20}{m['samples']:>7} {m['ratings']:>7} {score:>10} {win:>8}")
+    lines += format_arena(stats.get("arena"))
     return "\n".join(lines)
+
+
+def format_arena(board: dict[str, Any] | None) -> list[str]:
+    """The arena leaderboard for people: ratings with intervals, then one line per pair."""
+    if not board:
+        return []
+    lines = ["arena       rating [95% CI]        comparisons"]
+    for m in board["models"]:
+        if m["rating"] is None:
+            lines.append(f"  {m['model'][:24]:<24}not rated yet {m['comparisons']:>10}")
+            continue
+        lo, hi = m["ci95"]
+        lines.append(
+            f"  {m['model'][:24]:<24}{m['rating']:>6.0f} [{lo:.0f}–{hi:.0f}]{m['comparisons']:>14}"
+        )
+    lines += [f"  {line}" for line in board.get("summary", [])]
+    return lines
 
 
 def _format_agreement(ag: dict[str, Any]) -> list[str]:

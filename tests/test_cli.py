@@ -75,7 +75,7 @@ def test_import_generate_rate_stats_on_the_default_model(tmp_path):
     assert stats["prompts"] >= 150 and stats["samples"] == 6
     assert stats["ratings"] == 3 + 4
     assert stats["annotators"] == {"lengthy": 4, "vader": 3}
-    assert stats["runs"] == 0 and stats["checkpoints"] == 0 and stats["schema_version"] == 1
+    assert stats["runs"] == 0 and stats["checkpoints"] == 0 and stats["schema_version"] == 2
 
     import sqlite3
 

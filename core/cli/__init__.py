@@ -14,7 +14,7 @@ from types import ModuleType
 
 from core.errors import USER_ERRORS
 
-HEADLESS = ("prompts", "generate", "rate", "stats", "train", "export", "merge")
+HEADLESS = ("prompts", "generate", "rate", "stats", "train", "arena", "export", "merge")
 QUIET = (
     "generate",
     "train",

@@ -45,9 +45,13 @@ def progress_bar(unit: str, desc: str, *, leave: bool = True) -> Iterator[Any]:
     class Bar:
         bar: Any = None
 
-        def to(self, done: int, total: int | None, **postfix: Any) -> None:
+        def to(
+            self, done: int, total: int | None, label: str | None = None, **postfix: Any
+        ) -> None:
             if self.bar is None:
                 self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=leave)
+            if label is not None:
+                self.bar.set_description(label)
             self.bar.total = total
             self.bar.update(done - self.bar.n)
             if postfix:

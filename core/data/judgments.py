@@ -53,10 +53,13 @@ class Loaded:
 
 # ---- reading the ratings table -------------------------------------------------------------------
 # Only the columns the rules use. json_valid lets one json.loads decode a whole column (below).
+# Ratings of evaluation prompts never train: an arena is a clean comparison only on prompts that
+# no run has seen.
 _QUERY = (
     "SELECT id, annotator, kind, prompt_id, sample_ids, value, "
     "json_valid(sample_ids) AND json_valid(value) "
-    "FROM ratings WHERE superseded = 0 ORDER BY id"
+    "FROM ratings WHERE superseded = 0 "
+    "AND prompt_id NOT IN (SELECT id FROM prompts WHERE split = 'eval') ORDER BY id"
 )
 
 

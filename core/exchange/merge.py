@@ -24,7 +24,7 @@ from core.store import SCHEMA_VERSION, ProjectError, ProjectStore
 
 _REQUIRED = {
     "annotators": ("name", "created_at"),
-    "prompts": ("id", "uuid", "text", "messages", "content_key", "source", "created_at"),
+    "prompts": ("id", "uuid", "text", "messages", "content_key", "source", "created_at", "split"),
     "runs": (
         "id",
         "uuid",
@@ -74,8 +74,10 @@ _REQUIRED = {
         "superseded",
         "created_at",
         "superseded_at",
+        "selection",
     ),
     "metrics": ("run_id", "step", "name", "value", "created_at"),
+    "alerts": ("id", "uuid", "run_id", "step", "rule", "message", "created_at"),
 }
 _CACHE_KIB = -262144  # SQLite page cache while merging: 256 MiB (negative: KiB)
 

@@ -16,7 +16,16 @@ from typing import Any
 from core.store import ProjectError, ProjectStore
 
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps without a new encoder per call
-TABLES = ("annotators", "prompts", "runs", "checkpoints", "samples", "ratings", "metrics")
+TABLES = (
+    "annotators",
+    "prompts",
+    "runs",
+    "checkpoints",
+    "samples",
+    "ratings",
+    "metrics",
+    "alerts",
+)
 
 _SAMPLE_KEYS = ("winner", "original", "rewrite", "sample_id")  # rating values holding a sample id
 _CHECKPOINT_SPEC = re.compile(r"^checkpoint:(\d+)$")
@@ -88,6 +97,7 @@ class RowMerger:
                 self._samples,
                 self._ratings,
                 self._metrics,
+                self._alerts,
             ):
                 yield from step()
             self._fix_references()
@@ -167,7 +177,8 @@ class RowMerger:
         by_content: dict[str, int] = {}
         for key, pid in self.tgt.execute("SELECT content_key, id FROM prompts ORDER BY id DESC"):
             by_content[key] = pid  # the oldest prompt with this content wins
-        cols = "id, uuid, text, messages, content_key, source, created_at"
+        # a prompt both files have keeps the target's split: the target may have trained on it
+        cols = "id, uuid, text, messages, content_key, source, created_at, split"
         for chunk, prog in self._read("prompts", cols):
             for sid, uuid, *rest in chunk:
                 key = rest[2]
@@ -261,7 +272,7 @@ class RowMerger:
         by_uuid, next_id = self._target_ids("ratings"), None
         cols = (
             "id, uuid, annotator, kind, prompt_id, sample_ids, value, comment, seconds, "
-            "superseded, created_at, superseded_at"
+            "superseded, created_at, superseded_at, selection"
         )
         sql = _insert("ratings", cols, with_id=True)
         for chunk, prog in self._read("ratings", cols):
@@ -320,6 +331,19 @@ class RowMerger:
             )
             yield prog
         self.report.added["metrics"] += self.tgt.total_changes - before
+
+    def _alerts(self) -> Iterator[MergeProgress]:
+        by_uuid = self._target_ids("alerts")
+        cols = "id, uuid, run_id, step, rule, message, created_at"
+        for chunk, prog in self._read("alerts", cols):
+            for _sid, uuid, run_id, *rest in chunk:
+                if uuid not in by_uuid and run_id in self.ids["runs"]:
+                    self.tgt.execute(
+                        _insert("alerts", cols), (uuid, self.ids["runs"][run_id], *rest)
+                    )
+                    by_uuid[uuid] = 0
+                    self._added("alerts")
+            yield prog
 
     def _fix_references(self) -> None:
         """New runs and checkpoints may name checkpoints and ratings by source ids: remap them."""

@@ -266,6 +266,7 @@ def _raw_query(
         ("prompt_uuid", "p.uuid", "text"),
         ("prompt", "p.text", "text"),
         ("prompt_messages", "p.messages", "json"),
+        ("prompt_split", "p.split", "text"),
         ("sample_ids", "r.sample_ids", "json"),
         ("responses", responses, "json"),
         ("value", "r.value", "text" if fmt == "parquet" else "json"),  # parquet: JSON text
@@ -275,6 +276,7 @@ def _raw_query(
         ("created_at", "r.created_at", "text"),
         ("superseded", superseded, "bool"),
         ("superseded_at", "r.superseded_at", "text"),
+        ("selection", "r.selection", "text"),
     ]
     if fmt == "csv":  # quote text, double its quotes; an empty cell is null
         cells = (

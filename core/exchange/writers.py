@@ -20,11 +20,12 @@ RAW_COLUMNS = (
     "prompt_uuid",
     "prompt",
     "prompt_messages",
+    "prompt_split",
     "sample_ids",
     "responses",
     "value",
 )
-RAW_TAIL = ("comment", "seconds", "created_at", "superseded", "superseded_at")
+RAW_TAIL = ("comment", "seconds", "created_at", "superseded", "superseded_at", "selection")
 
 
 class JsonlWriter:

@@ -184,6 +184,7 @@ class ProjectStore(PromptRows, RatingRows, RunRows):
             "project": str(self.path),
             "schema_version": self.schema_version,
             "prompts": self.count("prompts"),
+            "eval_prompts": self.count("prompts", "split = 'eval'"),
             "samples": self.count("samples"),
             "ratings": self.count("ratings", "superseded = 0 AND kind != 'skip'"),
             "ratings_by_kind": kinds,

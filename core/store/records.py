@@ -13,7 +13,15 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from core.store.schema import RATING_KINDS, ProjectError, new_uuid, now, sqlite_utils
+from core.store.schema import (
+    RATING_KINDS,
+    SELECTIONS,
+    SPLITS,
+    ProjectError,
+    new_uuid,
+    now,
+    sqlite_utils,
+)
 
 
 class _Rows:
@@ -42,13 +50,19 @@ def content_key(text: str, messages: list[dict[str, str]] | None) -> str:
 
 class PromptRows(_Rows):
     def add_prompts(
-        self, prompts: Iterable[dict[str, Any]], *, source: str | None = None
+        self,
+        prompts: Iterable[dict[str, Any]],
+        *,
+        source: str | None = None,
+        split: str = "train",
     ) -> tuple[list[int], int]:
         """Insert prompts in one transaction, skipping exact duplicates (in ``prompts`` or the
         project); returns (the new ids, how many were skipped).
 
-        Each prompt is ``{"text": ..., "messages": [...] or None, "source": ...}``; ``source``
-        is the default for prompts that name none."""
+        Each prompt is ``{"text": ..., "messages": [...] or None, "source": ..., "split": ...}``;
+        ``source`` and ``split`` are the defaults for prompts that name none."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
         ids: list[int] = []
         seen: set[str] = set()
         skipped = 0
@@ -62,8 +76,8 @@ class PromptRows(_Rows):
                     continue
                 seen.add(key)
                 cur = conn.execute(
-                    "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO prompts(uuid, text, messages, content_key, source, created_at, "
+                    "split) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         p.get("uuid") or new_uuid(),
                         p["text"],
@@ -71,6 +85,7 @@ class PromptRows(_Rows):
                         key,
                         p.get("source", source),
                         p.get("created_at") or now(),
+                        p.get("split", split),
                     ),
                 )
                 ids.append(int(cur.lastrowid))
@@ -89,6 +104,22 @@ class PromptRows(_Rows):
         if p["messages"]:
             return json.loads(p["messages"])
         return [{"role": "user", "content": p["text"]}]
+
+    def prompt_ids(self, split: str | None = None) -> list[int]:
+        """Every prompt's id (of one split: train or eval), oldest first."""
+        if split is None:
+            return [r[0] for r in self.conn.execute("SELECT id FROM prompts ORDER BY id")]
+        sql = "SELECT id FROM prompts WHERE split = ? ORDER BY id"
+        return [r[0] for r in self.conn.execute(sql, (split,))]
+
+    def set_split(self, prompt_ids: Iterable[int], split: str) -> None:
+        """Move prompts to ``split`` (one transaction)."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE prompts SET split = ? WHERE id = ?", [(split, i) for i in prompt_ids]
+            )
 
     def add_samples(self, rows: Iterable[dict[str, Any]]) -> list[int]:
         """Insert samples in one transaction; returns their ids. Fills uuid/created_at."""
@@ -134,8 +165,13 @@ class RatingRows(_Rows):
         prompt_id: int | None = None,
         comment: str | None = None,
         seconds: float | None = None,
+        selection: str | None = None,
     ) -> int:
-        """Commit one rating now (never batched: a rating on screen is a rating on disk)."""
+        """Commit one rating now (never batched: a rating on screen is a rating on disk).
+
+        ``selection`` says how the item was chosen (coverage, uncertain, random, arena)."""
+        if selection is not None and selection not in SELECTIONS:
+            raise ValueError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}")
         if kind not in RATING_KINDS:
             raise ValueError(f"rating kind {kind!r} is not one of {', '.join(RATING_KINDS)}")
         if not sample_ids:
@@ -157,7 +193,8 @@ class RatingRows(_Rows):
             self.ensure_annotator(annotator)
             cur = self.conn.execute(
                 "INSERT INTO ratings(uuid, annotator, kind, prompt_id, sample_ids, value, comment,"
-                " seconds, superseded, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                " seconds, superseded, created_at, selection) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
                     new_uuid(),
                     annotator.strip(),
@@ -168,6 +205,7 @@ class RatingRows(_Rows):
                     comment or None,
                     seconds,
                     now(),
+                    selection,
                 ),
             )
             return int(cur.lastrowid)
@@ -234,6 +272,26 @@ class RunRows(_Rows):
         rec["config"] = json.loads(rec["config"] or "{}")
         rec["rating_ids"] = json.loads(rec["rating_ids"] or "[]")
         return rec
+
+    def add_alert(self, run_id: int, step: int, rule: str, message: str) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO alerts(uuid, run_id, step, rule, message, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (new_uuid(), run_id, step, rule, message, now()),
+            )
+            return int(cur.lastrowid)
+
+    def alerts(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Training alerts (of one run), oldest first: run_id, step, rule, message, created_at."""
+        cols = ("run_id", "step", "rule", "message", "created_at")
+        sql = f"SELECT {', '.join(cols)} FROM alerts"
+        args: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql, args = sql + " WHERE run_id = ?", (run_id,)
+        return [
+            dict(zip(cols, r, strict=True)) for r in self.conn.execute(sql + " ORDER BY id", args)
+        ]
 
     def last_run_id(self) -> int:
         """The newest run's id (0 when there is none)."""

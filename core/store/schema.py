@@ -18,12 +18,14 @@ from core.quiet_imports import import_without
 # pandas.Timestamp values as text, which this store never writes; pandas would slow every start
 sqlite_utils = import_without("sqlite_utils", "pandas")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_NOTADB = 26  # sqlite3.DatabaseError.sqlite_errorcode of a file that is not a database
 RATING_KINDS = ("score", "pairwise", "rank", "thumbs", "rewrite", "flag", "skip")
 FLAG_REASONS = ("unsafe", "private data", "gibberish", "wrong language", "other")
 PAIRWISE_CHOICES = ("a", "b", "tie", "both_bad")
 DEFAULT_RUBRIC = ("overall", "fluency", "accuracy", "grammar")
+SPLITS = ("train", "eval")  # eval prompts never reach training data
+SELECTIONS = ("coverage", "uncertain", "random", "arena")  # how a rated item was chosen
 DEFAULT_SETTINGS: dict[str, Any] = {
     "model": "default",
     "per_prompt": 4,
@@ -34,6 +36,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "queue_size": 8,
     "mode": "pairwise",
     "guidelines": None,  # None: the default text in resources/guidelines.md
+    "selection": "coverage",  # how the Rate tab picks items: coverage, uncertain or random
+    "random_fraction": 0.2,  # with uncertain: the share of items picked at random, as a control
+    "judge": None,  # MODULE:FUNC that judges arena comparisons when no person does
+    "arena": None,  # the arena being rated: {"models": [...], generation settings}
 }
 
 
@@ -157,7 +163,30 @@ def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_migrate_0_to_1]
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    """Evaluation prompts, how each rated item was selected, and training alerts."""
+    db.execute("ALTER TABLE prompts ADD COLUMN split TEXT NOT NULL DEFAULT 'train'")
+    db["prompts"].create_index(["split"])
+    db.execute("ALTER TABLE ratings ADD COLUMN selection TEXT")  # NULL: rated before it was kept
+    db["alerts"].create(
+        {
+            "id": int,
+            "uuid": str,
+            "run_id": int,
+            "step": int,
+            "rule": str,  # core.training.diagnostics RULES
+            "message": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"uuid", "run_id", "step", "rule", "message", "created_at"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["alerts"].create_index(["uuid"], unique=True)
+    db["alerts"].create_index(["run_id"])
+
+
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

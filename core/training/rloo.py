@@ -39,10 +39,12 @@ from core.training.objective import Objective, left_aligned, token_weighted_part
 
 
 def split_prompts(store: ProjectStore, heldout_fraction: float) -> tuple[list[int], list[int]]:
-    """(train, held-out) prompt ids. A prompt's side depends only on its uuid, so it is stable
-    across runs, machines and merged project files."""
+    """(train, held-out) ids of the project's training prompts (evaluation prompts are never
+    sampled). A prompt's side depends only on its uuid, so it is stable across runs, machines and
+    merged project files."""
     train, heldout = [], []
-    for pid, uuid in store.conn.execute("SELECT id, uuid FROM prompts ORDER BY id"):
+    sql = "SELECT id, uuid FROM prompts WHERE split = 'train' ORDER BY id"
+    for pid, uuid in store.conn.execute(sql):
         u = int(hashlib.sha256(uuid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (heldout if u < heldout_fraction else train).append(pid)
     return train, heldout

@@ -180,7 +180,9 @@ def test_stats_json_keeps_the_old_keys_and_adds_the_new(hand_case, capsys):
     old = set(store.basic_stats())
     assert main.main(["--db", str(store.path), "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert old | {"agreement", "speed", "per_checkpoint", "score_distribution"} == set(stats)
+    new = {"agreement", "speed", "per_checkpoint", "score_distribution", "arena", "run_details"}
+    assert old | new == set(stats) and "eval_prompts" in old
+    assert stats["arena"] is None and stats["run_details"] == []  # no arena, no runs yet
     assert set(stats["agreement"]) == {"pairwise", "thumbs", "scores"}
     assert main.main(["--db", str(store.path), "stats"]) == 0
     text = capsys.readouterr().out

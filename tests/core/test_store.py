@@ -181,3 +181,38 @@ def test_opening_a_second_store_keeps_the_write_ahead_log_safe(tmp_path):
     )
     assert seen.stdout.strip() == "51"
     first.close()
+
+
+def test_a_version_1_file_is_migrated_with_its_rows_kept(tmp_path):
+    """A project written before evaluation prompts existed opens as version 2: its prompts are
+    training prompts, its ratings say nothing about how they were selected, alerts can be kept."""
+    import sqlite_utils
+
+    from core.store.schema import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    db = sqlite_utils.Database(path)
+    MIGRATIONS[0](db)
+    db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO prompts(uuid, text, content_key, created_at) VALUES ('u', 'Hi.', 'Hi.', 'x')"
+    )
+    db.execute(
+        "INSERT INTO samples(uuid, prompt_id, text, model, created_at) "
+        "VALUES ('s', 1, 'Hello.', 'default', 'x')"
+    )
+    db.execute(
+        "INSERT INTO ratings(uuid, annotator, kind, prompt_id, sample_ids, value, created_at) "
+        "VALUES ('r', 'ann', 'thumbs', 1, '[1]', '{\"up\": true}', 'x')"
+    )
+    db.conn.commit()
+    db.close()
+    with ProjectStore(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.prompt_ids("train") == [1] and s.prompt_ids("eval") == []
+        assert s.rating(1)["selection"] is None and s.rating(1)["value"] == {"up": True}
+        run = s.create_run("dpo", {}, "default", [1])
+        s.add_alert(run, 3, "kl_blowup", "alert: KL ...")
+        assert [a["rule"] for a in s.alerts(run)] == ["kl_blowup"]
+        with pytest.raises(ValueError, match="split"):
+            s.set_split([1], "test")
