@@ -43,6 +43,7 @@ class Item:
     prompt: str
     messages: tuple[tuple[str, str], ...] | None  # (role, content) turns of a chat prompt
     responses: tuple[Response, ...]
+    selection: str = "coverage"  # how it was chosen; the rating records it (ratings.selection)
 
     @property
     def sample_ids(self) -> list[int]:
@@ -203,7 +204,13 @@ def select_items(
     return [build_item(store, mode, pid, ids) for pid, ids in chosen]
 
 
-def build_item(store: ProjectStore, mode: str, prompt_id: int, sample_ids: list[int]) -> Item:
+def build_item(
+    store: ProjectStore,
+    mode: str,
+    prompt_id: int,
+    sample_ids: list[int],
+    selection: str = "coverage",
+) -> Item:
     """Read the texts of one item (a few rows by primary key)."""
     marks = ", ".join("?" * len(sample_ids))
     texts = dict(
@@ -219,6 +226,7 @@ def build_item(store: ProjectStore, mode: str, prompt_id: int, sample_ids: list[
         prompt=prompt["text"],
         messages=messages,
         responses=tuple(Response(s, texts[s]) for s in sample_ids),
+        selection=selection,
     )
 
 

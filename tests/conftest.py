@@ -97,6 +97,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def other_tiny_model_dir(tmp_path_factory) -> Path:
+    """A second tiny model (other weights, same tokenizer): two models to compare."""
+    return build_tiny_model(tmp_path_factory.mktemp("other-tiny-model"), seed=7)
+
+
 @pytest.fixture
 def project_with_prompts(store):
     """A project with five short prompts (one chat, one Chinese)."""

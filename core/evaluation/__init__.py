@@ -10,6 +10,7 @@
 from core.evaluation.arena import (
     ArenaProgress,
     ArenaSpec,
+    arena_items,
     arena_report,
     arena_spec,
     canonical_spec,
@@ -25,6 +26,7 @@ from core.evaluation.head_to_head import comparisons_to_separate, describe_pair,
 __all__ = [
     "ArenaProgress",
     "ArenaSpec",
+    "arena_items",
     "arena_report",
     "arena_spec",
     "bootstrap",

@@ -25,6 +25,7 @@ from core.errors import UserError
 from core.evaluation.bradley_terry import leaderboard
 from core.evaluation.head_to_head import describe_pair
 from core.generation import GenerationParams, generate_samples
+from core.items import Item, build_item
 from core.models import LoadedModel, parse_spec
 from core.raters import TIE_MARGIN, ScriptedRater
 from core.store import ProjectStore
@@ -162,6 +163,32 @@ def unrated_comparisons(
         )
     }
     return [c for c in comparisons_planned(store, spec) if frozenset(c[1:]) not in seen]
+
+
+def arena_items(
+    store: ProjectStore,
+    annotator: str,
+    n: int,
+    exclude: Iterable[frozenset[int]] = (),
+    rng: random.Random | None = None,
+) -> list[Item]:
+    """The next ``n`` comparisons of the project's arena for ``annotator`` (Arena mode of the
+    Rate tab): pairwise items, sides drawn at random, spread over prompts."""
+    spec = arena_spec(store)
+    if spec is None or n <= 0:
+        return []
+    rng = rng or random.Random()
+    excluded = set(exclude)
+    todo = [
+        c for c in unrated_comparisons(store, spec, annotator) if frozenset(c[1:]) not in excluded
+    ]
+    rng.shuffle(todo)  # spread over prompts and pairs of models
+    items = []
+    for pid, first, second in todo[:n]:
+        shown = [first, second]
+        rng.shuffle(shown)
+        items.append(build_item(store, "pairwise", pid, shown, selection="arena"))
+    return items
 
 
 def judge_name(judge: ScriptedRater) -> str:

@@ -161,6 +161,7 @@ class RatePanel(QWidget):
                 prompt_id=item.prompt_id,
                 comment=comment or None,
                 seconds=max(time.perf_counter() - self.shown_at, 1e-6),
+                selection=item.selection,
             )
         except (sqlite3.Error, OSError) as e:
             self._write_failed(e)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import build_tiny_model
 
 import main
 from core import data
@@ -19,8 +18,9 @@ from core.raters import rate_auto
 
 
 def add_samples(store, model: str, per_prompt: int = 2) -> None:
+    params = ArenaSpec([model, "other"]).generation()  # the settings an arena answers with
     rows = [
-        {"prompt_id": p, "text": f"{model} answer {k} to {p}", "model": model}
+        {"prompt_id": p, "text": f"{model} answer {k} to {p}", "model": model, "params": params}
         for p in store.prompt_ids()
         for k in range(per_prompt)
     ]
@@ -82,18 +82,13 @@ def test_an_eval_prompt_never_reaches_training_or_the_rating_queue(project_with_
     assert written and 2 not in rated
 
 
-@pytest.fixture(scope="module")
-def other_tiny_model(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("other-tiny"), seed=7)
-
-
 def test_arena_with_a_judge_rates_blind_cross_model_pairs(
-    project_with_prompts, tiny_model_dir, other_tiny_model, capsys
+    project_with_prompts, tiny_model_dir, other_tiny_model_dir, capsys
 ):
     store = project_with_prompts
     db = str(store.path)
     assert main.main(["--db", db, "prompts", "split", "--eval", "3", "--seed", "1"]) == 0
-    models = [str(tiny_model_dir), str(other_tiny_model)]
+    models = [str(tiny_model_dir), str(other_tiny_model_dir)]
     argv = ["--db", db, "--device", "cpu", "arena", "--models", *models, "--per-prompt", "2"]
     argv += ["--max-new-tokens", "6", "--judge", "core.raters:length", "--json"]
     capsys.readouterr()
@@ -170,3 +165,31 @@ def test_run_arena_loads_one_model_at_a_time(project_with_prompts, tiny_model_di
     assert loaded == [str(tiny_model_dir)]  # the other model already had its answer
     assert progress[-1].done == progress[-1].total == 1
     assert store.settings()["arena"]["models"] == spec.models
+
+
+def test_arena_items_are_blind_unrated_cross_model_pairs(project_with_prompts):
+    import random
+
+    from core.evaluation import arena_items
+
+    store = project_with_prompts
+    store.set_split([1, 2], "eval")
+    add_samples(store, "base", per_prompt=2)
+    add_samples(store, "tuned", per_prompt=2)
+    store.update_settings(arena={"models": ["base", "tuned"], "per_prompt": 2})
+    items = arena_items(store, "ann", 10, rng=random.Random(0))
+    assert len(items) == 4 and {i.selection for i in items} == {"arena"}
+    assert {i.mode for i in items} == {"pairwise"} and {i.prompt_id for i in items} == {1, 2}
+    made = dict(store.conn.execute("SELECT id, model FROM samples"))
+    assert all({made[s] for s in i.sample_ids} == {"base", "tuned"} for i in items)
+    first = items[0]
+    store.add_rating(
+        annotator="ann",
+        kind="pairwise",
+        sample_ids=first.sample_ids,
+        value={"choice": "tie", "winner": None},
+        selection=first.selection,
+    )
+    left = arena_items(store, "ann", 10, exclude=[items[1].key])
+    assert first.key not in {i.key for i in left} and items[1].key not in {i.key for i in left}
+    assert len(left) == 2 and store.rating(1)["selection"] == "arena"
