@@ -343,7 +343,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     lines += [f"runs        {stats['runs']}", f"checkpoints {stats['checkpoints']}"]
     for run in stats.get("run_details") or []:
         for alert in run["alerts"]:
-            lines.append(f"  run {run['id']} {alert['message']}")
+            lines.append(f"  run {run['id']} alert [{alert['rule']}] {alert['message']}")
     lines += _format_agreement(stats.get("agreement") or {})
     for criterion, d in (stats.get("score_distribution") or {}).items():
         bins = " ".join(str(c) for c in d["counts"])

@@ -1,4 +1,5 @@
-"""Live training curves: reward, loss, KL and accuracy, with earlier runs overlaid for comparison.
+"""Live training curves: reward, loss, KL, accuracy, per-token log-probs and entropy, with earlier
+runs overlaid for comparison and the run's diagnostic alerts marked at their step.
 
 Following pyqtgraph's scrollingPlots example: every curve is created once; a step only appends to
 numpy arrays, and a QTimer (100 ms) calls ``setData`` on the curves that got new points. Curves
@@ -21,9 +22,19 @@ PLOTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("loss", "Loss", ("loss",)),
     ("kl", "KL", ("kl",)),
     ("accuracy", "Accuracy", ("rewards/accuracies", "accuracy")),
+    ("logps", "Log-prob per token", ("logps/chosen_per_token",)),
+    ("entropy", "Entropy", ("entropy",)),
 )
+# A second, dashed curve in a plot: what its title says in parentheses.
+SECOND: dict[str, tuple[str, str]] = {
+    "accuracy": ("eval/accuracy", "dashed: held-out pairs"),
+    "logps": ("logps/rejected_per_token", "chosen; dashed: rejected"),
+}
 LEGEND_PLOT = "loss"  # its top right is usually free: a loss falls
-PLOTTED_METRICS = tuple(name for _key, _title, names in PLOTS for name in names)
+PLOTTED_METRICS = tuple(name for _key, _title, names in PLOTS for name in names) + tuple(
+    name for name, _note in SECOND.values()
+)
+ALERT_PEN = pg.mkPen("#c62828", width=1.5, style=Qt.PenStyle.DashLine)
 LIVE_PEN = pg.mkPen("#1f77b4", width=2)
 OVERLAY_COLORS = ("#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 SYMBOLS_UP_TO = 40  # points are marked while a curve is short, so 1-3 steps are visible
@@ -55,7 +66,7 @@ class Series:
 
 
 class MetricPlots(pg.GraphicsLayoutWidget):
-    """Four plots (2 × 2, x = step, linked) of the live run plus any overlaid earlier runs."""
+    """Six plots (3 × 2, x = step, linked) of the live run plus any overlaid earlier runs."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -66,6 +77,8 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         self._metric: dict[str, str | None] = {}  # which name feeds each plot in the live run
         self._dirty: set[str] = set()
         self._overlays: dict[int, list[pg.PlotDataItem]] = {}
+        self.second: dict[str, pg.PlotDataItem] = {}
+        self._alert_lines: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         first = None
         for i, (key, title, _names) in enumerate(PLOTS):
             plot = self.addPlot(row=i // 2, col=i % 2)
@@ -91,6 +104,10 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             self.plots[key], self.live[key] = plot, curve
             self._series[key] = Series()
             self._metric[key] = None
+            if key in SECOND:
+                dashed = pg.mkPen(LIVE_PEN.color(), width=2, style=Qt.PenStyle.DashLine)
+                self.second[key] = plot.plot(pen=dashed)
+                self._series[key + "/2"] = Series()
         self._missing: set[str] = set()  # plots the live run logs nothing for
         self._redraw = QTimer(self)
         self._redraw.setInterval(REDRAW_MS)
@@ -105,6 +122,12 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             self._metric[key] = None
             curve.setData([], [])
             curve.setSymbol("o")
+        for key, curve in self.second.items():
+            self._series[key + "/2"] = Series()
+            curve.setData([], [])
+        for plot, line in self._alert_lines:
+            plot.removeItem(line)
+        self._alert_lines.clear()
         self._missing.clear()
         for key in self.plots:
             self._set_title(key)
@@ -127,6 +150,8 @@ class MetricPlots(pg.GraphicsLayoutWidget):
                 self._set_title(key)
             self._series[key].append(step, float(metrics[name]))
             self._dirty.add(key)
+            if key in SECOND and SECOND[key][0] in metrics:
+                self._series[key + "/2"].append(step, float(metrics[SECOND[key][0]]))
         for key in self.plots:
             if self._metric[key] is None and key not in self._missing:
                 self._missing.add(key)
@@ -140,7 +165,24 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             if len(x) > SYMBOLS_UP_TO and curve.opts["symbol"] is not None:
                 curve.setSymbol(None)
             curve.setData(x, y)
+            if key in self.second:
+                self.second[key].setData(*self._series[key + "/2"].data())
         self._dirty.clear()
+
+    def mark_alert(self, step: int, rule: str) -> None:
+        """A red dashed line at ``step`` on every plot; the first plot names the rule."""
+        for i, plot in enumerate(self.plots.values()):
+            options = {"position": 0.9, "color": "#c62828"} if i == 0 else None
+            line = pg.InfiniteLine(
+                pos=step, angle=90, pen=ALERT_PEN, label=rule if i == 0 else None, labelOpts=options
+            )
+            plot.addItem(line)
+            self._alert_lines.append((plot, line))
+
+    def alert_marks(self) -> list[float]:
+        """The steps marked on the first plot (for tests)."""
+        first = next(iter(self.plots.values()))
+        return [line.value() for plot, line in self._alert_lines if plot is first]
 
     def live_points(self, key: str) -> int:
         """How many points the live curve of plot ``key`` shows now."""
@@ -156,6 +198,8 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         name, note = self._metric[key], ""
         if name and len(names) > 1:
             note = name  # which of the candidates this algorithm logs
+        elif name and key in SECOND:
+            note = SECOND[key][1]
         elif key in self._missing:
             note = "not logged by this algorithm"
         shown = f"{title}  <span style='color:#777'>({note})</span>" if note else title

@@ -162,3 +162,21 @@ def test_starting_the_app_with_no_display_says_what_to_do(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "is missing" in proc.stderr or "does not answer" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_wrecking_learning_rate_raises_an_alert_on_the_default_model(tmp_path):
+    """Full fine-tuning at learning rate 1e-3 for 6 steps wrecks a 135M model: both responses of
+    every pair lose likelihood; the run says so in an ``alert:`` line and keeps it with the run."""
+    db = str(tmp_path / "wreck.db")
+    cli("--db", db, "prompts", "import", "resources/starter_prompts.jsonl")
+    cli("--db", db, "generate", "--limit", "12", "--per-prompt", "4", "--max-new-tokens", "32")
+    cli("--db", db, "generate", "--limit", "12", "--per-prompt", "4", "--max-new-tokens", "32")
+    rate = ["rate", "--auto", "core.raters:sentiment", "--mode", "pairwise", "--annotator", "v"]
+    cli("--db", db, *rate)
+    train = ["train", "--algo", "dpo", "--full", "--lr", "1e-3", "--steps", "6", "--batch-size"]
+    proc = cli("--db", db, "--device", "cpu", *train, "8", "--max-length", "128")
+    alerts = [line for line in proc.stderr.splitlines() if line.startswith("alert:")]
+    assert alerts, proc.stderr[-2000:]
+    stats = json.loads(cli("--db", db, "stats", "--json").stdout)
+    assert stats["run_details"][0]["alerts"]

@@ -88,6 +88,11 @@ class TrainConfig:
     warmup_ratio: float = _f(0.1, "fraction of the steps that ramp the learning rate up from 0")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "clip the gradient norm to this (0 = no clipping)")
+    abort_on_alert: bool = _f(
+        False,
+        "stop the run (saving a checkpoint, so it can be resumed) when a diagnostic alert is "
+        "raised; alerts are shown and stored either way (docs/diagnostics.md)",
+    )
     abort_grad_norm: float = _f(
         1e4, "stop the run (failed) when the gradient norm exceeds this: training diverged"
     )
@@ -169,9 +174,18 @@ class RewardConfig(TrainConfig):
         "reward",
         choices=POOLINGS,
     )
+    heldout_fraction: float = _f(
+        0.1,
+        "fraction of the pairs kept out of training to measure accuracy on pairs the model has "
+        "not seen (eval/accuracy); none are kept from fewer than 20 pairs",
+        "reward",
+        before=0.0,
+    )
 
     def validate(self) -> None:
         super().validate()
+        if not 0 <= self.heldout_fraction < 0.5:
+            raise UserError(f"heldout_fraction must be in [0, 0.5), not {self.heldout_fraction}")
         if self.pooling not in POOLINGS:
             raise UserError(f"pooling {self.pooling!r} is not mean or last")
 

@@ -23,6 +23,8 @@ class DPOObjective(Objective):
         "rewards/accuracies",
         "logps/chosen",
         "logps/rejected",
+        "logps/chosen_per_token",
+        "logps/rejected_per_token",
     )
     seqs_per_item = 2
 
@@ -31,6 +33,12 @@ class DPOObjective(Objective):
         self.seqs = pair_seqs(ctx, self.examples, eos=True)
         self.item_lengths = [max(len(c), len(r)) for c, r in self.seqs]
         self.ref = torch.zeros(len(self.seqs), 2)
+        # completion tokens of (chosen, rejected): per-token log-probs are comparable across
+        # lengths, which the diagnostics need to see both responses lose likelihood
+        self.completion_lengths = torch.tensor(
+            [[max(1, len(c.completion)), max(1, len(r.completion))] for c, r in self.seqs],
+            dtype=torch.float32,
+        )
 
     def describe(self) -> str:
         return f"{len(self.examples)} preference pairs"
@@ -67,4 +75,10 @@ class DPOObjective(Objective):
         tally.add("rewards/accuracies", (rc > rr).float())
         tally.add("logps/chosen", pc)
         tally.add("logps/rejected", pr)
+        # IPO's log-probs are length-averaged already
+        lengths = self.completion_lengths[idx].to(pc.device)  # (B, 2)
+        if cfg.loss_type == "ipo":
+            lengths = torch.ones_like(lengths)
+        tally.add("logps/chosen_per_token", pc.detach() / lengths[:, 0])
+        tally.add("logps/rejected_per_token", pr.detach() / lengths[:, 1])
         return loss, n_tokens

@@ -28,6 +28,7 @@ from core.checkpoints import latest_checkpoint
 from core.store import ProjectStore
 from core.training.config import TrainConfig
 from core.training.context import PreparationCancelled, Tally
+from core.training.diagnostics import Alert, Watcher
 from core.training.session import Session, TrainingError, setup_session
 
 Progress = Callable[[str, float | None], None]
@@ -43,6 +44,7 @@ class StepMetrics:
     total_steps: int
     metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_id: int | None = None
+    alerts: list[Alert] = field(default_factory=list)  # diagnostics raised at this step
 
 
 def train(
@@ -94,6 +96,7 @@ def _loop(s: Session, pause: threading.Event | None) -> Iterator[StepMetrics]:
         s.set_status("stopped", "stopped while preparing, before the first step")
         return
     s.set_status("running")
+    watcher = _watcher(s)
     for step in range(s.step, s.total_steps):
         _wait_while_paused(s, pause, cancel)
         if cancel is not None and cancel.is_set():
@@ -122,6 +125,7 @@ def _loop(s: Session, pause: threading.Event | None) -> Iterator[StepMetrics]:
         s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)
         s.step = step + 1
+        metrics.update(objective.after_step(ctx, s.step, s.total_steps))
         step_time = time.perf_counter() - t0
         metrics.update(
             {
@@ -132,10 +136,27 @@ def _loop(s: Session, pause: threading.Event | None) -> Iterator[StepMetrics]:
             }
         )
         s.log_metrics(s.step, metrics)
-        last = s.step == s.total_steps
+        alerts = watcher.observe(s.step, metrics)
+        for alert in alerts:
+            s.alert(alert)
+        abort = bool(alerts) and cfg.abort_on_alert and s.step < s.total_steps
+        last = s.step == s.total_steps or abort
         ckpt = s.save(s.step) if last or (cfg.save_every and s.step % cfg.save_every == 0) else None
-        yield StepMetrics(s.run_id, s.step, s.total_steps, metrics, ckpt)
+        yield StepMetrics(s.run_id, s.step, s.total_steps, metrics, ckpt, alerts)
+        if abort:
+            s.set_status("stopped", f"stopped by an alert at step {s.step} ({alerts[0].rule})")
+            return
     s.set_status("finished", f"{s.total_steps} steps")
+
+
+def _watcher(s: Session) -> Watcher:
+    """The run's diagnostics; a resumed run first replays its stored steps, whose alerts were
+    raised when they happened."""
+    watcher = Watcher(s.config.algo, {**s.config.to_dict(), **s.objective.watch_config()})
+    if s.step:
+        names = {n for n in s.objective.metric_names} | {"grad_norm", "eval/accuracy"}
+        watcher.replay(s.store.metric_history(s.run_id, names))
+    return watcher
 
 
 def _wait_while_paused(

@@ -92,6 +92,14 @@ class Objective:
     def end_step(self, tally: Tally) -> None:
         """Metrics that belong to the whole step rather than to a part."""
 
+    def after_step(self, ctx: Context, step: int, total: int) -> dict[str, float]:
+        """Metrics measured after optimizer step ``step`` (1-based), e.g. on held-out data."""
+        return {}
+
+    def watch_config(self) -> dict[str, Any]:
+        """What the diagnostics need to know beyond the config (core.training.diagnostics)."""
+        return {}
+
 
 def token_weighted_parts(
     ctx: Context, mb: list[int], lengths: list[int], completion: list[int]

@@ -28,7 +28,7 @@ class ReinforceObjective(Objective):
     them rather than a reward term: it pulls every rated sample's log-probs back toward the
     reference and keeps a low-scored sample from being pushed toward -inf."""
 
-    metric_names = ("reward", "kl", "loss")
+    metric_names = ("reward", "kl", "loss", "entropy")
 
     def __init__(self, ctx: Context):
         cfg = ctx.config
@@ -66,7 +66,7 @@ class ReinforceObjective(Objective):
 
     def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         batch = ctx.collate([self.seqs[i] for i in idx])
-        flat, _ = policy_logps(ctx.module, batch)
+        flat, entropy = policy_logps(ctx.module, batch, with_entropy=True)
         logps, mask = batch.rows(flat), batch.layout_mask  # (B, L)
         ref = left_aligned([self.ref[i] for i in idx], logps)
         rewards = self.rewards[idx].to(logps.device)
@@ -76,4 +76,5 @@ class ReinforceObjective(Objective):
         tally.add("loss", loss, weight)
         tally.add("reward", rewards)
         tally.add("kl", ((logps - ref) * mask).sum(dim=-1))
+        tally.add("entropy", entropy)
         return loss, batch.n_tokens

@@ -50,8 +50,24 @@ def split_prompts(store: ProjectStore, heldout_fraction: float) -> tuple[list[in
     return train, heldout
 
 
+def distinct_ngrams(sequences: list[list[int]], n: int) -> float:
+    """Distinct n-grams over all n-grams of ``sequences`` (token ids): 1 when no n-gram repeats,
+    falling as rollouts repeat themselves or each other."""
+    grams = [tuple(s[i : i + n]) for s in sequences for i in range(len(s) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
 class RLOOObjective(Objective):
-    metric_names = ("reward", "reward_std", "kl", "entropy", "loss", "clip_ratio")
+    metric_names = (
+        "reward",
+        "reward_std",
+        "kl",
+        "entropy",
+        "loss",
+        "clip_ratio",
+        "completions/mean_length",
+        "completions/distinct_2",
+    )
 
     def __init__(self, ctx: Context):
         cfg = ctx.config
@@ -195,10 +211,13 @@ class RLOOObjective(Objective):
             score, drift = scores[start:end], kl[start:end]
             shaped = score - cfg.kl_coef * drift  # (P*K,)
             advantages = rloo_advantages(shaped.view(-1, self.k)).flatten()
+            mine = [seqs[i].completion for i in range(start, end)]
             stats = {
                 "reward": float(score.mean()),
                 "reward_std": float(score.std()),
                 "kl": float(drift.mean()),
+                "completions/mean_length": sum(map(len, mine)) / len(mine),
+                "completions/distinct_2": distinct_ngrams(mine, 2),
             }
             out[index] = (seqs[start:end], [old[i] for i in range(start, end)], advantages, stats)
             start = end

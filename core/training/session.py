@@ -93,6 +93,13 @@ class Session:
         self.set_status("failed", message)
         return TrainingError(message)
 
+    def alert(self, alert: Any) -> None:
+        """A diagnostic alert: said as one ``alert:`` line and stored with the run (main only)."""
+        if self.is_main:
+            self.store.add_alert(self.run_id, alert.step, alert.rule, alert.message)
+            if self.progress:
+                self.progress(alert.line(), None)
+
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         self.last_metrics = metrics
         if self.is_main:

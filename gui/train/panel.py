@@ -9,6 +9,7 @@ saved, the checkpoint list. Nothing here runs model code or a slow query.
 from __future__ import annotations
 
 import dataclasses
+import html
 import time
 
 from PySide6.QtCore import Qt, Signal
@@ -36,6 +37,7 @@ from gui.train.run import TrainingRun
 from gui.workers import error_text
 
 LOG_LINES = 5000
+ALERT_STYLE = "background: #fdecea; color: #8e1b1b; border: 1px solid #e0a09a; padding: 4px;"
 STEP_SUMMARY = (
     "loss",
     "rewards/margins",
@@ -63,6 +65,7 @@ class TrainPanel(QWidget):
         self.ctx = ctx
         self.error_box: QMessageBox | None = None
         self._t_first: tuple[float, int] | None = None
+        self._alerts: list[str] = []  # the live run's, newest first
         self._counted = False
         self.run = TrainingRun(ctx, self)
         self._build()
@@ -113,6 +116,10 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
 
         self.plots = MetricPlots()
+        self.alert_banner = QLabel(wordWrap=True)
+        self.alert_banner.setStyleSheet(ALERT_STYLE)
+        self.alert_banner.setToolTip("What the training diagnostics noticed (docs/diagnostics.md)")
+        self.alert_banner.hide()
         self.progress_label = QLabel("No run yet: pick an algorithm and press Start.")
         self.save_button = QPushButton("Save plots as PNG…")
         self.save_button.clicked.connect(lambda: self.save_plots())
@@ -123,6 +130,7 @@ class TrainPanel(QWidget):
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.addLayout(header)
+        top_layout.addWidget(self.alert_banner)
         top_layout.addWidget(self.plots, 1)
 
         self.log = QPlainTextEdit(readOnly=True)
@@ -185,9 +193,13 @@ class TrainPanel(QWidget):
             self.plots.add_step(step, metrics)
         self._log(f"Resuming run {run_id} from its last checkpoint…")
         self._launch(None, run_id)
+        for alert in self.ctx.store.alerts(run_id):  # raised before it stopped
+            self.show_alert(alert["step"], alert["rule"], alert["message"])
 
     def _launch(self, config, resume_run_id: int | None) -> None:
         self._t_first = None
+        self._alerts = []
+        self.alert_banner.hide()
         shown_before = self.runs.live_run_id
         self.runs.busy = True
         self.runs.live_run_id = resume_run_id
@@ -232,6 +244,8 @@ class TrainPanel(QWidget):
         if self._t_first is None:
             self._t_first = (time.monotonic(), m.step)
         self.plots.add_step(m.step, m.metrics)
+        for alert in m.alerts:
+            self.show_alert(alert.step, alert.rule, alert.message)
         shown = "  ".join(f"{k}={m.metrics[k]:.4g}" for k in STEP_SUMMARY if k in m.metrics)
         self._log(f"step {m.step}/{m.total_steps}  {shown}")
         self.progress_label.setText(self._progress_text(m))
@@ -241,6 +255,14 @@ class TrainPanel(QWidget):
             self.checkpoints.select_checkpoint(m.checkpoint_id)
             self._offer_reward_checkpoints()
         self.step_done.emit(m)
+
+    def show_alert(self, step: int, rule: str, message: str) -> None:
+        """A diagnostic alert: the banner (newest first, at most three), a mark on the plots."""
+        self._alerts = [f"⚠ {message}", *self._alerts][:3]
+        self.alert_banner.setText("<br>".join(html.escape(a) for a in self._alerts))
+        self.alert_banner.show()
+        self.plots.mark_alert(step, rule)
+        self._log(f"alert: [{rule}] {message}")
 
     def _progress_text(self, m: StepMetrics) -> str:
         text = f"Run {m.run_id} · step {m.step} / {m.total_steps}"

@@ -711,3 +711,80 @@ def test_small_data_sets_get_enough_steps():
     assert steps(20) == 20  # capped at 8 passes
     assert steps(50, min_steps=0) == 13
     assert steps(50, batch_size=4, grad_accum=2) == 32
+
+
+# ---- diagnostics --------------------------------------------------------------------------------
+class _AlertAtStep:
+    """A watcher that raises one alert at ``step`` (the rules are tested in test_diagnostics)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, algo, config):
+        from core.training.diagnostics import Alert
+
+        at = self.step
+
+        class Watcher:
+            def observe(self, step, metrics):
+                return [Alert("kl-blowup", step, f"step {step}: test")] if step == at else []
+
+            def replay(self, steps):
+                return []
+
+        return Watcher()
+
+
+def test_alerts_are_stored_yielded_and_printed(rated, tiny_model_dir, monkeypatch, capsys):
+    import main
+    from core.training import loop
+
+    monkeypatch.setattr(loop, "Watcher", _AlertAtStep(2))
+    steps = run_all(rated, make_config("dpo", tiny_model_dir, steps=3))
+    assert [len(m.alerts) for m in steps] == [0, 1, 0]  # alerts never stop a run by default
+    assert rated.run(steps[0].run_id)["status"] == "finished"
+    assert [(a["step"], a["rule"]) for a in rated.alerts(steps[0].run_id)] == [(2, "kl-blowup")]
+    argv = ["--db", str(rated.path), "--device", "cpu", "train", "--algo", "dpo", "--steps", "3"]
+    assert main.main([*argv, "--model", str(tiny_model_dir), "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("alert:")] == [
+        "alert: [kl-blowup] step 2: test"
+    ]
+
+
+def test_abort_on_alert_stops_with_a_checkpoint_to_resume(rated, tiny_model_dir, monkeypatch):
+    from core.training import loop
+
+    monkeypatch.setattr(loop, "Watcher", _AlertAtStep(2))
+    cfg = make_config("dpo", tiny_model_dir, steps=5, abort_on_alert=True)
+    steps = run_all(rated, cfg)
+    run = rated.run(steps[0].run_id)
+    assert [m.step for m in steps] == [1, 2] and steps[-1].checkpoint_id is not None
+    assert run["status"] == "stopped" and "kl-blowup" in run["message"]
+    resumed = run_all(rated, None, resume_run_id=steps[0].run_id)
+    assert [m.step for m in resumed] == [3, 4, 5]
+
+
+def test_per_token_logps_and_held_out_reward_accuracy_are_logged(rated, tiny_model_dir):
+    dpo = run_all(rated, make_config("dpo", tiny_model_dir, steps=1))[0].metrics
+    assert dpo["logps/chosen_per_token"] > dpo["logps/chosen"]  # a sum of negatives is lower
+    # 5 pairs are too few to hold any out
+    reward = run_all(rated, make_config("reward", tiny_model_dir, steps=1))[0].metrics
+    assert "eval/accuracy" not in reward
+
+
+def test_a_reward_model_measures_accuracy_on_pairs_it_does_not_train_on(
+    project_with_prompts, tiny_model_dir
+):
+    store = project_with_prompts
+    for pid in store.prompt_ids():  # 5 prompts x 4 samples ranked: 30 pairs
+        ids = store.add_samples(
+            [{"prompt_id": pid, "text": f"answer {k} " * (k + 1), "model": "x"} for k in range(4)]
+        )
+        store.add_rating(annotator="ann", kind="rank", sample_ids=ids, value={"order": ids})
+    steps = run_all(store, make_config("reward", tiny_model_dir, steps=6))
+    measured = [m.step for m in steps if "eval/accuracy" in m.metrics]
+    assert measured == [5, 6]  # every 5 steps and at the last
+    assert all(0 <= m.metrics["eval/accuracy"] <= 1 for m in steps if m.step in measured)
+    run = store.run(steps[0].run_id)
+    assert len(run["rating_ids"]) == 5 and run["config"]["heldout_fraction"] == 0.1

@@ -330,3 +330,29 @@ def test_closing_the_app_stops_training_and_keeps_a_checkpoint(qtbot, train_setu
     stopped_at = checkpoint_steps(store, run_id)
     assert status == "stopped" and len(stopped_at) == 1 and f"step {stopped_at[0]}" in message
     assert not running_tasks() and not panel.counter.busy() and not changed  # nothing new started
+
+
+def test_an_alert_shows_a_banner_and_marks_the_plots(qtbot, train_setup, store, monkeypatch):
+    from core.training import loop
+    from core.training.diagnostics import Alert
+
+    class AlertAtTwo:
+        def __init__(self, algo, config):
+            pass
+
+        def observe(self, step, metrics):
+            return [Alert("loss-rising", step, f"step {step}: the loss rose")] if step == 2 else []
+
+        def replay(self, steps):
+            return []
+
+    monkeypatch.setattr(loop, "Watcher", AlertAtTwo)
+    panel, _ctx = train_setup()
+    assert panel.alert_banner.isHidden()
+    configure(panel, steps=3)
+    run_id, status = run_to_end(qtbot, panel)
+    assert status == "finished"  # an alert does not stop a run unless the form asks
+    assert not panel.alert_banner.isHidden() and "the loss rose" in panel.alert_banner.text()
+    assert panel.plots.alert_marks() == [2.0]
+    assert "alert: [loss-rising]" in panel.log.toPlainText()
+    assert [a["rule"] for a in store.alerts(run_id)] == ["loss-rising"]
