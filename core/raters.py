@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import json
 import math
 import random
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.errors import UserError
+from core.selection import check_selection, choose_pairs
 from core.store import ProjectStore
 
 RaterFunc = Callable[[str, str], float]
@@ -266,6 +268,9 @@ def rate_auto(
     rater_spec: str = "",
     cancel: threading.Event | None = None,
     seed: int = 0,
+    select: str = "coverage",
+    scores: Callable[[list[int]], dict[int, float]] | None = None,
+    random_fraction: float = 0.2,
 ) -> Iterator[RateProgress]:
     """Rate every sample ``annotator`` has not rated yet; yields progress after each rating.
 
@@ -273,7 +278,16 @@ def rate_auto(
     with ``seed``) or rank (all unrated samples of a prompt, at least two). ``limit`` caps the
     ratings written; ``cancel`` is checked between ratings. Each rating is its own commit, so a
     stopped run keeps what it wrote and a second run continues where it stopped.
+
+    ``select`` (pairwise only; core.selection) picks which pairs of a prompt's unrated samples are
+    judged first: ``uncertain`` by the rewards ``scores`` gives (with a ``random_fraction``
+    control slice) or ``random``; each rating records how its pair was picked.
     """
+    check_selection(select)
+    if select != "coverage" and mode != "pairwise":
+        raise RaterError(f"--select {select} picks pairs: use it with --mode pairwise.")
+    if select == "uncertain" and scores is None:
+        raise RaterError("uncertain selection needs a model's rewards to be uncertain about.")
     if mode not in MODES:
         raise RaterError(f"rating mode {mode!r} is not one of {', '.join(MODES)}")
     if not annotator.strip():
@@ -286,7 +300,8 @@ def rate_auto(
     elif not isinstance(rater, ScriptedRater):
         rater = ScriptedRater(rater, rater_spec or getattr(rater, "__name__", repr(rater)))
     spec = rater_spec or rater.spec
-    return _rate(store, rater, mode, annotator.strip(), limit, spec, cancel, seed)
+    how = (select, scores, random_fraction)
+    return _rate(store, rater, mode, annotator.strip(), limit, spec, cancel, seed, how)
 
 
 def _rate(
@@ -298,12 +313,18 @@ def _rate(
     spec: str,
     cancel: threading.Event | None,
     seed: int,
+    how: tuple[str, Any, float],
 ) -> Iterator[RateProgress]:
-    units = _units(mode, _unrated(store, annotator), random.Random(seed))
+    rng = random.Random(seed)
+    groups = _unrated(store, annotator)
+    if how[0] == "coverage":
+        units = [(u, "coverage") for u in _units(mode, groups, rng)]
+    else:
+        units = _selected_pairs(groups, limit, how, rng)
     if limit is not None:
         units = units[:limit]
     yield RateProgress(0, len(units))
-    for done, unit in enumerate(units, start=1):
+    for done, (unit, selection) in enumerate(units, start=1):
         if cancel is not None and cancel.is_set():
             return
         ids = [s.id for s in unit]
@@ -317,5 +338,32 @@ def _rate(
             prompt_id=unit[0].prompt_id,
             value=_value(mode, ids, scores, spec),
             seconds=seconds,
+            selection=selection,
         )
         yield RateProgress(done, len(units), rating_id)
+
+
+def _selected_pairs(
+    groups: dict[int, list[_Sample]],
+    limit: int | None,
+    how: tuple[str, Any, float],
+    rng: random.Random,
+) -> list[tuple[list[_Sample], str]]:
+    """Pairs of a prompt's unrated samples picked by uncertainty or at random, each sample in one
+    pair at most (as the coverage rule does), sides shuffled."""
+    select, scores, random_fraction = how
+    by_id = {s.id: s for g in groups.values() for s in g}
+    candidates = [
+        (pid, a.id, b.id) for pid, g in groups.items() for a, b in itertools.combinations(g, 2)
+    ]
+    rewards = (
+        scores(sorted({i for c in candidates for i in c[1:]})) if select == "uncertain" else None
+    )
+    n = len(by_id) // 2 if limit is None else limit
+    pairs = choose_pairs(candidates, n, select, rewards, random_fraction, rng, disjoint=True)
+    out = []
+    for p in pairs:
+        unit = [by_id[p.first], by_id[p.second]]
+        rng.shuffle(unit)
+        out.append((unit, p.selection))
+    return out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli.common import open_store, progress_bar
+from core.cli.common import open_store, progress_bar, say
+from core.errors import UserError
 from core.items import MODES
 from core.raters import load_rater, rate_auto
+from core.selection import SELECTIONS, newest_scorer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +22,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rate.add_argument("--mode", required=True, choices=MODES)
     rate.add_argument("--annotator", dest="rate_annotator", required=True)
     rate.add_argument("--limit", type=int, default=None, help="write at most N ratings")
+    rate.add_argument(
+        "--select",
+        choices=SELECTIONS,
+        default="coverage",
+        help="pairwise: which pairs first: coverage (spread over prompts), uncertain (those the "
+        "newest reward model or policy is least sure of, with a random control slice) or random",
+    )
+    rate.add_argument(
+        "--random-fraction",
+        type=float,
+        default=0.2,
+        help="with --select uncertain: the share of pairs drawn at random as a control (0.2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     rater = load_rater(args.auto)
+    if not 0 <= args.random_fraction <= 1:
+        raise UserError(f"--random-fraction {args.random_fraction} is not in [0, 1].")
     with open_store(args) as store:
+        scores = None
+        if args.select == "uncertain":
+            label, scores = newest_scorer(store, args.device, args.dtype)
+            say(f"Uncertainty from the {label}.")
         written = 0
         with progress_bar("item", "rate") as bar:
             for prog in rate_auto(
@@ -34,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
                 annotator=args.rate_annotator,
                 limit=args.limit,
                 rater_spec=args.auto,
+                select=args.select,
+                scores=scores,
+                random_fraction=args.random_fraction,
             ):
                 bar.to(prog.done, prog.total)
                 written = prog.written

@@ -1,0 +1,164 @@
+"""Spending scarce judgments where they teach most: which pair of responses an annotator sees next.
+
+Three ways to pick a pairwise item (the project setting ``selection``, and ``rate --auto
+--select``); the rating records which one picked it (``ratings.selection``):
+
+- ``coverage`` (the default): spread over prompts, least-rated samples first (core.items).
+- ``uncertain``: the pairs the newest model is least sure of. The newest reward model scores
+  each response, or, when the project has none, the newest policy checkpoint's implicit DPO reward
+  ``log π(y|x) − log π_ref(y|x)`` against the model it started from; a pair is uncertain when
+  the two rewards are close (Bradley–Terry: P(a ≻ b) = σ(r_a − r_b) near ½). A share of the items
+  (``random_fraction``, 20 % by default) is still drawn at random and recorded as ``random``: a
+  control slice, so what uncertainty sampling gained can be measured on the same project.
+- ``random``: every pair at random (the baseline of such measurements).
+
+Only pairwise items are chosen this way: for one response (score, thumbs) a reward difference
+has no meaning, and rank sets keep the coverage rule.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from core.errors import UserError
+from core.models import load_model
+from core.models.batching import CompletionLogps, Tokens, collate, policy_logps
+from core.models.reward import load_reward_model, score_texts
+from core.store import ProjectStore
+
+SELECTIONS = ("coverage", "uncertain", "random")
+Scores = dict[int, float]  # sample id -> reward
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt_id: int
+    first: int
+    second: int
+    selection: str  # uncertain | random
+
+
+class NoScorer(UserError):
+    """Uncertain selection was asked for but the project has no model to be uncertain."""
+
+
+def choose_pairs(
+    candidates: Iterable[tuple[int, int, int]],
+    n: int,
+    selection: str,
+    scores: Scores | None = None,
+    random_fraction: float = 0.2,
+    rng: random.Random | None = None,
+    disjoint: bool = False,
+) -> list[Pair]:
+    """``n`` pairs out of ``candidates`` (prompt id, sample, sample) by ``selection``.
+
+    ``uncertain`` takes the pairs with the smallest reward difference first, except that each pick
+    is random with probability ``random_fraction`` (recorded as such); ``random`` takes all at
+    random. With ``disjoint`` no sample is in two chosen pairs."""
+    if selection not in ("uncertain", "random"):
+        raise ValueError(f"selection {selection!r} is not uncertain or random")
+    if selection == "uncertain" and scores is None:
+        raise ValueError("uncertain selection needs reward scores")
+    rng = rng or random.Random()
+    pool = list(candidates)
+    rng.shuffle(pool)  # ties in uncertainty are broken at random
+    ranked = pool
+    if selection == "uncertain":
+        ranked = sorted(pool, key=lambda c: abs(scores[c[1]] - scores[c[2]]))
+    used: set[int] = set()
+    taken: set[tuple[int, int, int]] = set()
+
+    def first_free(source: list[tuple[int, int, int]]) -> tuple[int, int, int] | None:
+        return next(
+            (c for c in source if c not in taken and not (disjoint and used & {c[1], c[2]})), None
+        )
+
+    out: list[Pair] = []
+    while len(out) < n:
+        how = selection
+        if selection == "uncertain" and rng.random() < random_fraction:
+            how = "random"
+        pick = first_free(pool if how == "random" else ranked)
+        if pick is None:
+            break  # the pool has no free pair left, in either order
+        taken.add(pick)
+        used.update(pick[1:])
+        out.append(Pair(pick[0], pick[1], pick[2], how))
+    return out
+
+
+# ---- what is uncertain: the newest model's rewards ----------------------------------------------
+def newest_scorer(
+    store: ProjectStore, device: str | None = None, dtype: str | None = None
+) -> tuple[str, Callable[[list[int]], Scores]]:
+    """(what scores, a function sample ids -> rewards): the newest reward checkpoint, else the
+    newest policy checkpoint's implicit reward against its starting model."""
+    reward = store.conn.execute(
+        "SELECT id FROM checkpoints WHERE kind = 'reward' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if reward is not None:
+        rm = load_reward_model(store, reward[0], device=device, dtype=dtype)
+
+        def by_reward_model(ids: list[int]) -> Scores:
+            prompts, texts = _texts(store, ids)
+            return dict(zip(ids, score_texts(rm, prompts, texts), strict=True))
+
+        return f"reward model checkpoint:{reward[0]}", by_reward_model
+    policy = store.conn.execute(
+        "SELECT id, base_model FROM checkpoints WHERE kind = 'policy' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if policy is None:
+        raise NoScorer(
+            f"{store.path} has no reward model or trained policy to be uncertain with; train one "
+            "first (train --algo reward, or dpo), or select by coverage or at random."
+        )
+    tuned = load_model(f"checkpoint:{policy[0]}", store=store, device=device, dtype=dtype)
+    start = load_model(policy[1], store=store, device=device, dtype=dtype)
+
+    def by_implicit_reward(ids: list[int]) -> Scores:
+        mine, ref = _logps(store, tuned, ids), _logps(store, start, ids)
+        return {i: mine[i] - ref[i] for i in ids}
+
+    return f"policy checkpoint:{policy[0]} against {policy[1]}", by_implicit_reward
+
+
+def _texts(store: ProjectStore, ids: list[int]) -> tuple[list[list[dict[str, str]]], list[str]]:
+    rows = {
+        sid: (pid, text)
+        for sid, pid, text in store.conn.execute(
+            f"SELECT id, prompt_id, text FROM samples WHERE id IN ({', '.join('?' * len(ids))})",
+            ids,
+        )
+    }
+    return [store.prompt_messages(rows[i][0]) for i in ids], [rows[i][1] for i in ids]
+
+
+@torch.inference_mode()
+def _logps(store: ProjectStore, loaded, ids: list[int], batch_size: int = 8) -> Scores:
+    """Summed log-prob of each sample's response under ``loaded``, given its prompt."""
+    tokens = Tokens(store, loaded.tokenizer, 1024, eos=True)
+    module = CompletionLogps(loaded.model)
+    pad = loaded.tokenizer.pad_token_id or 0
+    prompt_of = dict(
+        store.conn.execute(
+            f"SELECT id, prompt_id FROM samples WHERE id IN ({', '.join('?' * len(ids))})", ids
+        )
+    )
+    out: Scores = {}
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        batch = collate([tokens.seq(prompt_of[i], i) for i in chunk], pad, loaded.device)
+        flat, _ = policy_logps(module, batch)
+        out.update(zip(chunk, batch.sums(flat).tolist(), strict=True))
+    return out
+
+
+def check_selection(selection: str) -> str:
+    if selection not in SELECTIONS:
+        raise UserError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}.")
+    return selection
