@@ -33,6 +33,7 @@ SCRIPTS = (
     ("memory", "bench.memory", 10),
     ("latency", "bench.latency", 20),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
+    ("diagnostics", "bench.diagnostics", 20),
     ("learning", "bench.learning.run", 100),
 )
 

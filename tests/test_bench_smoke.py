@@ -18,6 +18,7 @@ SCRIPTS = (
     "bench.memory",
     "bench.cold_start",
     "bench.latency",
+    "bench.diagnostics",
     "bench.learning.run",
 )
 
