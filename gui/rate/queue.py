@@ -4,7 +4,8 @@ Two kinds of Task (gui/workers.py) run here, never on the GUI thread: *load* (th
 named by the project setting, reloaded when ``ctx.model_spec_changed`` fires) and *refill* (choose
 unseen items with core.items; when too few exist and a model is loaded, generate samples with
 core.generation and choose again). Each opens its own project connection on its worker thread.
-The panel only calls ``take()``, which pops an item that is already in memory.
+The panel only calls ``take()``, which pops an item that is already in memory. In Arena mode a
+refill takes the arena's comparisons (core.evaluation.arena_items) and never loads or generates.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from core.evaluation import arena_items, arena_spec
 from core.generation import GenerationParams, GenerationProgress, generate_samples
 from core.items import Item, select_items
 from core.models import load_model
 from gui.context import AppContext
+from gui.rate.texts import ARENA
 from gui.workers import Task, error_text, stop
 
 GENERATION_BATCH = 32  # sequences per forward pass once the annotator has items to rate
@@ -43,6 +46,7 @@ class ItemFeeder(QObject):
         self.queue: deque[Item] = deque()
         self.prompt_count: int | None = None  # unknown until the first refill reports it
         self.model_error: str | None = None
+        self.arena_state: str | None = None  # Arena mode: "none" (no arena) or "ok", once known
         self.loaded: Any = None  # core.models.LoadedModel, used only inside worker threads
         self.refill_task: Task | None = None
         self.load_task: Task | None = None
@@ -88,6 +92,7 @@ class ItemFeeder(QObject):
         if mode == self.mode:
             return
         self.mode = mode
+        self.arena_state = None
         self._epoch += 1
         self.queue.clear()
         self._shown.clear()
@@ -148,7 +153,12 @@ class ItemFeeder(QObject):
         def work(cancel: threading.Event) -> Iterator[tuple[str, Any]]:
             store = self.ctx.open_worker_store()
             try:
-                yield from _refill(store, cancel, mode, annotator, want, exclude, loaded, params)
+                if mode == ARENA:
+                    yield from _arena_refill(store, annotator, want, exclude)
+                else:
+                    yield from _refill(
+                        store, cancel, mode, annotator, want, exclude, loaded, params
+                    )
             finally:
                 store.close()
 
@@ -168,10 +178,12 @@ class ItemFeeder(QObject):
         what, value = msg
         if what == "prompts":
             self.prompt_count = value
-            if value and self.eager_model:
+            if value and self.eager_model and self.mode != ARENA:
                 self._ensure_model()
         elif what == "short":
             self._ensure_model()
+        elif what == "arena" and epoch == self._epoch:
+            self.arena_state = value
         elif what == "generated":
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
@@ -216,6 +228,10 @@ class ItemFeeder(QObject):
         self._want_spec = spec
         self.loaded = None
         self.model_error = None
+        if self.mode == ARENA:  # the arena needs no model: load it when a mode needs one
+            self._want_spec = None
+            self.model_status.emit(f"{spec} (not loaded)", self.ctx.device or "auto")
+            return
         self._epoch += 1  # a refill generating with the old model stops after its batch
         if self.refill_task is not None:
             self.refill_task.cancel()
@@ -275,6 +291,18 @@ class ItemFeeder(QObject):
             self.reload_model(self._want_spec)  # the spec changed while the old one loaded
             return
         self.poke()
+
+
+def _arena_refill(store, annotator, want, exclude):
+    """The Arena mode's refill (worker thread): the arena's unrated comparisons, nothing made."""
+    yield "prompts", store.count("prompts")
+    if arena_spec(store) is None:
+        yield "arena", "none"
+        return
+    yield "arena", "ok"
+    items = arena_items(store, annotator, want, exclude)
+    if items:
+        yield "items", items
 
 
 def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
