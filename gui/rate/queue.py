@@ -20,7 +20,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core.evaluation import arena_items, arena_spec
 from core.generation import GenerationParams, GenerationProgress, generate_samples
 from core.items import Item, select_items
-from core.models import load_model
 from gui.context import AppContext
 from gui.rate.texts import ARENA
 from gui.workers import Task, error_text, stop
@@ -245,13 +244,7 @@ class ItemFeeder(QObject):
             yield spec
             store = ctx.open_worker_store()
             try:
-                return load_model(
-                    spec,
-                    store=store,
-                    device=ctx.device,
-                    dtype=ctx.dtype,
-                    trust_remote_code=ctx.trust_remote_code,
-                )
+                return ctx.load_model(spec, store)
             finally:
                 store.close()
 
