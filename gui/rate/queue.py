@@ -56,6 +56,7 @@ class ItemFeeder(QObject):
         self._want_spec: str | None = None
         self._dirty = False
         self._dry = False  # the last refill could make nothing new: wait for a change
+        self._recheck = False  # refill even with a full queue, to drop what may not be shown now
         self._shown: set[frozenset[int]] = set()  # keys on screen or rated this session
         self._closed = False
         self.settings = ctx.settings()  # cached: slots never query the project file
@@ -100,8 +101,10 @@ class ItemFeeder(QObject):
         self.poke()
 
     def poke(self) -> None:
-        """Something changed outside (a rating, an import, new settings): try again."""
+        """Something changed outside (a rating, an import, new settings): try again, and look
+        again at what is queued (a full queue too: its prompts may have been kept for evaluation)."""
         self._dry = False
+        self._recheck = True
         self.request()
 
     def _on_settings_changed(self, settings: dict) -> None:
@@ -128,14 +131,14 @@ class ItemFeeder(QObject):
     def request(self) -> None:
         if self._closed:
             return
-        if len(self.queue) >= self.queue_size() or self._dry:
+        if len(self.queue) >= self.queue_size() and not self._recheck or self._dry:
             return
         if self.refill_task is not None:
             self._dirty = True
             return
-        self._dirty = False
+        self._dirty = self._recheck = False
         s = self.settings
-        want = self.queue_size() - len(self.queue)
+        want = max(0, self.queue_size() - len(self.queue))
         exclude = {i.key for i in self.queue} | self._shown
         waiting = not self.queue
         k = int(s["per_prompt"])
@@ -183,6 +186,8 @@ class ItemFeeder(QObject):
             self._ensure_model()
         elif what == "arena" and epoch == self._epoch:
             self.arena_state = value
+        elif what == "eval" and epoch == self._epoch:  # prompts just kept for evaluation leave
+            self.queue = deque(i for i in self.queue if i.prompt_id not in value)
         elif what == "generated":
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
@@ -305,6 +310,7 @@ def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
     generated for the prompts with the fewest samples, a few rounds at most, until enough exist.
     """
     yield "prompts", store.count("prompts")
+    yield "eval", set(store.prompt_ids("eval"))
     exclude = set(exclude)
     items = select_items(
         store, mode=mode, annotator=annotator, k=params.per_prompt, n=want, exclude=exclude

@@ -119,3 +119,15 @@ def test_arena_mode_without_an_arena_says_how_to_start_one(qtbot, rate_setup):
     assert "Evaluate against its starting model" in text and "main.py arena --models" in text
     assert panel.view.stack.currentWidget() is panel.view.empty_page
     assert not panel.view.import_button.isVisible()
+
+
+def test_queued_items_of_prompts_just_kept_for_evaluation_are_dropped(qtbot, rate_setup, store):
+    panel, ctx = rate_setup("pairwise")
+    item_ready(qtbot, panel)
+    qtbot.waitUntil(lambda: len(panel.feeder.queue) >= 4 and not panel.feeder.busy, timeout=20000)
+    queued = {i.prompt_id for i in panel.feeder.queue} - {panel.item.prompt_id}
+    assert queued
+    store.set_split(sorted(queued), "eval")  # as Settings → Keep for evaluation does
+    ctx.data_changed.emit()
+    qtbot.waitUntil(lambda: not panel.feeder.busy, timeout=20000)
+    assert panel.feeder.queue and all(i.prompt_id not in queued for i in panel.feeder.queue)
