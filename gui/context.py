@@ -11,6 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from core.models import LoadedModel, load_model
 from core.store import ProjectStore
 
 
@@ -49,6 +50,17 @@ class AppContext(QObject):
     def open_worker_store(self) -> ProjectStore:
         """A new connection for a worker thread; the worker closes it."""
         return ProjectStore(self.db_path)
+
+    def load_model(self, spec: str, store: ProjectStore) -> LoadedModel:
+        """Load ``spec`` with the window's device, precision and trust setting (worker threads
+        only: it is model code)."""
+        return load_model(
+            spec,
+            store=store,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+        )
 
     def settings(self) -> dict[str, Any]:
         return self.store.settings()

@@ -1,12 +1,16 @@
-"""Project settings: generation model and parameters, rubric, queue size, default mode, guidelines.
+"""Project settings: generation model and parameters, rubric, queue size, default mode, guidelines,
+the arena's judge; and the evaluation prompts (kept apart from training).
 
 They live in the project file (meta.settings) so every workstation rating a copy of the project
 uses the same rubric and guidelines; saving goes through AppContext.update_settings, which tells
-the panels (a new model spec makes the Rate tab's generator reload it).
+the panels (a new model spec makes the Rate tab's generator reload it). Keeping prompts for
+evaluation is not a setting but a change to the prompts: its button does it at once, on a Task.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -26,12 +30,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.errors import UserError
+from core.prompts import SplitResult, split_for_evaluation
+from core.raters import load_rater
 from gui.context import AppContext
 from gui.rate.texts import MODES, guidelines_text
+from gui.workers import Task, error_text, stop
 
 MODEL_HINT = (
     "default (the embedded SmolLM2-135M-Instruct), a model folder, a .gguf file, a hub id, "
     "or checkpoint:ID / checkpoint:latest"
+)
+JUDGE_HINT = (
+    "A scripted judge for arenas, MODULE:FUNC or path/to/file.py:FUNC returning a score in "
+    "[0, 1] (e.g. core.raters:sentiment); empty: people judge in the Rate tab's Arena mode."
+)
+EVAL_HINT = (
+    "Evaluation prompts are never trained on and never shown in the normal rating modes; arenas "
+    "compare models on them. Only prompts nobody has rated yet can be kept."
 )
 
 
@@ -74,13 +90,17 @@ class SettingsDialog(QDialog):
         self.rubric = QPlainTextEdit("\n".join(s["rubric"]))
         self.rubric.setFixedHeight(90)
         self.guidelines = QPlainTextEdit(guidelines_text(s))
-        self.guidelines.setMinimumHeight(180)
+        self.guidelines.setMinimumHeight(150)
         self._default_guidelines = guidelines_text({})
         reset = QPushButton("Use the default guidelines")
         reset.clicked.connect(lambda: self.guidelines.setPlainText(self._default_guidelines))
+        self.judge = QLineEdit(s.get("judge") or "")
+        self.judge.setPlaceholderText("MODULE:FUNC (empty: people judge)")
+        self.judge.setToolTip(JUDGE_HINT)
         self.error = QLabel()
         self.error.setStyleSheet("color: #b00020;")
         self.error.setWordWrap(True)
+        self.eval_row = EvalPromptsRow(ctx, self.error)
 
         form = QFormLayout()
         form.addRow("Generation model", model_row)
@@ -94,6 +114,10 @@ class SettingsDialog(QDialog):
         form.addRow("Rubric (one criterion a line)", self.rubric)
         form.addRow("Guidelines (Markdown)", self.guidelines)
         form.addRow("", reset)
+        form.addRow("Evaluation prompts", self.eval_row)
+        form.addRow("", _hint(EVAL_HINT))
+        form.addRow("Arena judge", self.judge)
+        form.addRow("", _hint(JUDGE_HINT))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -103,7 +127,7 @@ class SettingsDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(self.error)
         lay.addWidget(buttons)
-        self.resize(640, 720)
+        self.resize(660, 820)
 
     def values(self) -> dict[str, Any]:
         """The settings as entered; raises ValueError with a message for people."""
@@ -123,6 +147,7 @@ class SettingsDialog(QDialog):
             "mode": self.mode.currentData(),
             "rubric": parse_rubric(self.rubric.toPlainText()),
             "guidelines": guidelines,
+            "judge": self.judge.text().strip() or None,
         }
 
     def accept(self) -> None:
@@ -133,6 +158,12 @@ class SettingsDialog(QDialog):
             return
         current = self.ctx.settings()
         changes = {k: v for k, v in values.items() if current.get(k) != v}
+        if changes.get("judge"):
+            try:
+                load_rater(changes["judge"])
+            except UserError as e:
+                self.error.setText(f"The judge does not load, so nothing was saved: {e}")
+                return
         try:
             if changes:
                 self.ctx.update_settings(**changes)
@@ -141,10 +172,86 @@ class SettingsDialog(QDialog):
             return
         super().accept()
 
+    def done(self, result: int) -> None:  # noqa: D401 - Qt override
+        """Closing stops keeping prompts for evaluation if it still runs (it is one transaction:
+        all of them or none)."""
+        self.eval_row.stop()
+        super().done(result)
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder (with config.json)")
         if folder:
             self.model.setText(folder)
+
+
+class EvalPromptsRow(QWidget):
+    """How many prompts are kept for evaluation, and a button to keep more (a Task: it reads
+    which prompts have ratings)."""
+
+    def __init__(self, ctx: AppContext, error: QLabel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ctx, self.error = ctx, error
+        self.task: Task | None = None
+        self.count = QLabel()
+        self.amount = QSpinBox()
+        self.amount.setToolTip("How many evaluation prompts the project should have in all.")
+        self.keep_button = QPushButton("Keep for evaluation")
+        self.keep_button.clicked.connect(self.keep)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.count, 1)
+        lay.addWidget(self.amount)
+        lay.addWidget(self.keep_button)
+        self.show_counts()
+        total, kept = self._counts()
+        self.amount.setValue(kept or min(total, max(1, total // 10)))
+
+    def _counts(self) -> tuple[int, int]:
+        store = self.ctx.store
+        return store.count("prompts"), store.count("prompts", "split = 'eval'")
+
+    def show_counts(self) -> None:
+        total, kept = self._counts()
+        self.count.setText(f"{kept:,} of {total:,} prompts kept for evaluation")
+        self.amount.setRange(0, total)
+        self.keep_button.setEnabled(self.task is None and total > 0)
+
+    def keep(self) -> Task | None:
+        """Mark prompts as evaluation prompts until the project has the amount chosen."""
+        if self.task is not None:
+            return None
+        amount, ctx = self.amount.value(), self.ctx
+
+        def work(_cancel: threading.Event) -> Iterator[str]:
+            store = ctx.open_worker_store()
+            try:
+                yield "splitting"
+                return split_for_evaluation(store, amount)
+            finally:
+                store.close()
+
+        task = Task(work, name="eval-split", parent=self)
+        task.result.connect(self._kept)
+        task.failed.connect(lambda e, _tb: self.error.setText(error_text(e)))
+        task.finished.connect(self._finished)
+        self.task = task
+        self.keep_button.setEnabled(False)
+        task.start()
+        return task
+
+    def _kept(self, res: SplitResult) -> None:
+        self.error.setText("")
+        self.ctx.status_message.emit(str(res))
+        if res.marked:
+            self.ctx.data_changed.emit()
+
+    def _finished(self) -> None:
+        self.task = None
+        self.show_counts()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            stop([self.task])
 
 
 def _spin(lo: int, hi: int, value: int) -> QSpinBox:

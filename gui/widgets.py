@@ -41,6 +41,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("rank", "1 – K", "pick the next best response"),
     ("rank", "Backspace", "take back the last pick"),
     ("rank", "Enter", "submit the ranking"),
+    ("arena", "A / B / T / N", "as pairwise: A better, B better, tie, both bad"),
     ("thumbs", "U", "thumbs up"),
     ("thumbs", "D", "thumbs down"),
     ("all", "S", "skip (not shown to you again)"),

@@ -1,5 +1,5 @@
 """The Data tab: bring prompts in, take ratings and checkpoints out, merge the other workstations'
-project files, and see the project's statistics with plots.
+project files, and see the project's statistics and the arena's leaderboard with plots.
 
 Every slow step runs in a ``gui.workers.Task`` on its own connection to the project file, opened
 and closed inside the work function (so on the worker thread). The buttons open a file dialog and
@@ -33,6 +33,7 @@ from gui.context import AppContext
 from gui.data import jobs
 from gui.data.forms import CheckpointForm, ExportForm, JobBox, extension
 from gui.data.jobs import NOTHING_DONE, JobProgress, plural
+from gui.data.leaderboard import ArenaView
 from gui.data.stats import StatsView
 from gui.widgets import show_message
 from gui.workers import Task, stop
@@ -123,6 +124,13 @@ class DataPanel(QWidget):
 
     def _build_stats(self) -> QWidget:
         self.stats = StatsView()
+        self.arena = ArenaView()
+        views = QSplitter(Qt.Orientation.Vertical)
+        views.setChildrenCollapsible(False)
+        views.addWidget(self.stats)
+        views.addWidget(self.arena)
+        views.setStretchFactor(0, 3)
+        views.setStretchFactor(1, 1)
         self.stats_status = QLabel()
         self.stats_status.setStyleSheet("color: palette(dark);")
         self.refresh_button = QPushButton("Refresh")
@@ -136,7 +144,7 @@ class DataPanel(QWidget):
         layout = QVBoxLayout(box)
         layout.setContentsMargins(8, 0, 0, 0)
         layout.addLayout(header)
-        layout.addWidget(self.stats, 1)
+        layout.addWidget(views, 1)
         return box
 
     # ---- the dialogs (the buttons) ------------------------------------------------------------
@@ -331,6 +339,7 @@ class DataPanel(QWidget):
 
     def _show_stats(self, stats: dict[str, Any]) -> None:
         self.stats.show_stats(stats)
+        self.arena.show_arena(stats.get("arena"), stats["prompts"], stats.get("eval_prompts", 0))
         self.export_form.set_annotators([(a, n) for a, n in stats["annotators"].items() if n])
         self.stats_status.setText("")
         self._stats_loaded = True

@@ -98,7 +98,7 @@ def _set_row(table: QTableWidget, row: int, cells: list[Any], bold: bool = False
         table.setItem(row, col, item)
 
 
-def _plot(left: str, bottom: str | None = None) -> pg.PlotWidget:
+def make_plot(left: str, bottom: str | None = None) -> pg.PlotWidget:
     plot = pg.PlotWidget(background="w")
     item = plot.getPlotItem()
     item.setMenuEnabled(False)
@@ -132,7 +132,7 @@ def _legend_label() -> QLabel:
     return label
 
 
-class _EmptyNote(pg.TextItem):
+class EmptyNote(pg.TextItem):
     """Grey text in the middle of an empty plot."""
 
     def __init__(self, plot: pg.PlotWidget, text: str):
@@ -167,17 +167,17 @@ class StatsView(QWidget):
         self._build_score_plot()
         self._build_model_plot()
 
-        tables = _row(
+        tables = side_by_side(
             (
-                _titled("Annotators: counts and speed", self.speed_table),
-                _titled("Agreement", self.agreement_table, self.agreement_note),
+                titled("Annotators: counts and speed", self.speed_table),
+                titled("Agreement", self.agreement_table, self.agreement_note),
             ),
             (4, 5),
         )
-        plots = _row(
+        plots = side_by_side(
             (
-                _titled("Score distribution per criterion", self.score_legend, self.score_plot),
-                _titled(
+                titled("Score distribution per criterion", self.score_legend, self.score_plot),
+                titled(
                     "How each model fares in human judgements", self.model_legend, self.model_plot
                 ),
             ),
@@ -196,13 +196,13 @@ class StatsView(QWidget):
 
     # ---- plots, made once ---------------------------------------------------------------------
     def _build_score_plot(self) -> None:
-        self.score_plot = _plot("ratings", "score (1–5)")
+        self.score_plot = make_plot("ratings", "score (1–5)")
         self.score_legend = _legend_label()
         self.score_bars: dict[str, pg.BarGraphItem] = {}  # criterion → its bars, kept for good
-        self._score_empty = _EmptyNote(self.score_plot, "No score ratings yet")
+        self._score_empty = EmptyNote(self.score_plot, "No score ratings yet")
 
     def _build_model_plot(self) -> None:
-        self.model_plot = _plot("fraction (0–1)")
+        self.model_plot = make_plot("fraction (0–1)")
         item = self.model_plot.getPlotItem()
         item.setYRange(0, 1.0, padding=0.03)
         item.getAxis("bottom").setHeight(44)  # two lines: the model and its rating count
@@ -221,7 +221,7 @@ class StatsView(QWidget):
             bars = pg.BarGraphItem(x=[], height=[], width=width, brush=PALETTE[i], pen=None)
             item.addItem(bars)
             self.model_bars[key] = bars
-        self._model_empty = _EmptyNote(self.model_plot, "No samples rated yet")
+        self._model_empty = EmptyNote(self.model_plot, "No samples rated yet")
 
     # ---- filling ------------------------------------------------------------------------------
     def show_stats(self, stats: dict[str, Any]) -> None:
@@ -386,7 +386,7 @@ def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun if n == 1 else noun + 's'}"
 
 
-def _titled(title: str, *widgets: QWidget) -> QWidget:
+def titled(title: str, *widgets: QWidget) -> QWidget:
     """A bold title over ``widgets``; the last one takes the spare height."""
     box = QWidget()
     layout = QVBoxLayout(box)
@@ -398,7 +398,7 @@ def _titled(title: str, *widgets: QWidget) -> QWidget:
     return box
 
 
-def _row(widgets: tuple[QWidget, ...], stretch: tuple[int, ...]) -> QWidget:
+def side_by_side(widgets: tuple[QWidget, ...], stretch: tuple[int, ...]) -> QWidget:
     """Widgets side by side, sharing the width by ``stretch`` (not by what each would like)."""
     row = QWidget()
     layout = QHBoxLayout(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QWidget
 from core.items import Item, item_for_rating, last_live_rating, live_rating_count
 from gui.context import AppContext
 from gui.rate.queue import ItemFeeder
+from gui.rate.texts import ARENA
 from gui.rate.view import RateView
 from gui.widgets import ShortcutSheet
 
@@ -45,7 +46,8 @@ class Action:
 
 
 class RatePanel(QWidget):
-    """Rate items in score, pairwise, rank or thumbs mode, by keyboard or buttons."""
+    """Rate items in score, pairwise, rank, thumbs or arena mode (the arena's comparisons, rated
+    as pairwise), by keyboard or buttons."""
 
     ready = Signal()
     """Once: the first item is on screen, or the empty state of a project without prompts."""
@@ -117,7 +119,8 @@ class RatePanel(QWidget):
             self._ready_sent = True
             self.ready.emit()
         elif not f.busy and f.prompt_count:
-            self.stalled.emit(f.model_error or f"every item in {f.mode} mode is rated")
+            why = None if f.mode == ARENA else f.model_error
+            self.stalled.emit(why or f"every item in {f.mode} mode is rated")
 
     def _on_feeder_changed(self) -> None:
         if self.item is None:
@@ -137,7 +140,7 @@ class RatePanel(QWidget):
 
     def _update_progress(self) -> None:
         f = self.feeder
-        state = " · loading model…" if f.loading_model else ""
+        state = " · loading model…" if f.loading_model and f.mode != ARENA else ""
         if f.refill_task is not None and f.loaded is not None:
             state += " · generating…"
         self.view.progress.setText(
@@ -256,7 +259,10 @@ class RatePanel(QWidget):
             self.feeder.hold(action.item)
             self._show(action.item, action.comment)
             self.feeder.poke()
-        self.view.message(f"Undone: {action.kind} rating (kept in the project file as superseded).")
+        note = self.view.other_mode_note(self.item) if self.item is not None else ""
+        self.view.message(
+            f"Undone: {action.kind} rating (kept in the project file as superseded). {note}".strip()
+        )
 
     def _older_action(self) -> Action | None:
         """Undo beyond this session: the annotator's newest live rating in the project file."""
@@ -264,6 +270,8 @@ class RatePanel(QWidget):
         if rating is None:
             return None
         item = item_for_rating(self.ctx.store, rating, self.feeder.mode)
+        if item is not None and rating.get("selection"):  # rated again, it keeps how it was chosen
+            item = replace(item, selection=rating["selection"])
         return Action([rating["id"]], rating["kind"], item, rating["comment"] or "")
 
     def redo(self) -> None:

@@ -4,7 +4,8 @@ Two kinds of Task (gui/workers.py) run here, never on the GUI thread: *load* (th
 named by the project setting, reloaded when ``ctx.model_spec_changed`` fires) and *refill* (choose
 unseen items with core.items; when too few exist and a model is loaded, generate samples with
 core.generation and choose again). Each opens its own project connection on its worker thread.
-The panel only calls ``take()``, which pops an item that is already in memory.
+The panel only calls ``take()``, which pops an item that is already in memory. In Arena mode a
+refill takes the arena's comparisons (core.evaluation.arena_items) and never loads or generates.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from core.evaluation import arena_items, arena_spec
 from core.generation import GenerationParams, GenerationProgress, generate_samples
 from core.items import Item, select_items
-from core.models import load_model
 from gui.context import AppContext
+from gui.rate.texts import ARENA
 from gui.workers import Task, error_text, stop
 
 GENERATION_BATCH = 32  # sequences per forward pass once the annotator has items to rate
@@ -43,6 +45,7 @@ class ItemFeeder(QObject):
         self.queue: deque[Item] = deque()
         self.prompt_count: int | None = None  # unknown until the first refill reports it
         self.model_error: str | None = None
+        self.arena_state: str | None = None  # Arena mode: "none" (no arena) or "ok", once known
         self.loaded: Any = None  # core.models.LoadedModel, used only inside worker threads
         self.refill_task: Task | None = None
         self.load_task: Task | None = None
@@ -53,6 +56,7 @@ class ItemFeeder(QObject):
         self._want_spec: str | None = None
         self._dirty = False
         self._dry = False  # the last refill could make nothing new: wait for a change
+        self._recheck = False  # refill even with a full queue, to drop what may not be shown now
         self._shown: set[frozenset[int]] = set()  # keys on screen or rated this session
         self._closed = False
         self.settings = ctx.settings()  # cached: slots never query the project file
@@ -88,6 +92,7 @@ class ItemFeeder(QObject):
         if mode == self.mode:
             return
         self.mode = mode
+        self.arena_state = None
         self._epoch += 1
         self.queue.clear()
         self._shown.clear()
@@ -96,8 +101,10 @@ class ItemFeeder(QObject):
         self.poke()
 
     def poke(self) -> None:
-        """Something changed outside (a rating, an import, new settings): try again."""
+        """Something changed outside (a rating, an import, new settings): try again, and look
+        again at what is queued (a full queue too: its prompts may have been kept for evaluation)."""
         self._dry = False
+        self._recheck = True
         self.request()
 
     def _on_settings_changed(self, settings: dict) -> None:
@@ -124,14 +131,14 @@ class ItemFeeder(QObject):
     def request(self) -> None:
         if self._closed:
             return
-        if len(self.queue) >= self.queue_size() or self._dry:
+        if len(self.queue) >= self.queue_size() and not self._recheck or self._dry:
             return
         if self.refill_task is not None:
             self._dirty = True
             return
-        self._dirty = False
+        self._dirty = self._recheck = False
         s = self.settings
-        want = self.queue_size() - len(self.queue)
+        want = max(0, self.queue_size() - len(self.queue))
         exclude = {i.key for i in self.queue} | self._shown
         waiting = not self.queue
         k = int(s["per_prompt"])
@@ -148,7 +155,12 @@ class ItemFeeder(QObject):
         def work(cancel: threading.Event) -> Iterator[tuple[str, Any]]:
             store = self.ctx.open_worker_store()
             try:
-                yield from _refill(store, cancel, mode, annotator, want, exclude, loaded, params)
+                if mode == ARENA:
+                    yield from _arena_refill(store, annotator, want, exclude)
+                else:
+                    yield from _refill(
+                        store, cancel, mode, annotator, want, exclude, loaded, params
+                    )
             finally:
                 store.close()
 
@@ -168,10 +180,14 @@ class ItemFeeder(QObject):
         what, value = msg
         if what == "prompts":
             self.prompt_count = value
-            if value and self.eager_model:
+            if value and self.eager_model and self.mode != ARENA:
                 self._ensure_model()
         elif what == "short":
             self._ensure_model()
+        elif what == "arena" and epoch == self._epoch:
+            self.arena_state = value
+        elif what == "eval" and epoch == self._epoch:  # prompts just kept for evaluation leave
+            self.queue = deque(i for i in self.queue if i.prompt_id not in value)
         elif what == "generated":
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
@@ -216,6 +232,10 @@ class ItemFeeder(QObject):
         self._want_spec = spec
         self.loaded = None
         self.model_error = None
+        if self.mode == ARENA:  # the arena needs no model: load it when a mode needs one
+            self._want_spec = None
+            self.model_status.emit(f"{spec} (not loaded)", self.ctx.device or "auto")
+            return
         self._epoch += 1  # a refill generating with the old model stops after its batch
         if self.refill_task is not None:
             self.refill_task.cancel()
@@ -229,13 +249,7 @@ class ItemFeeder(QObject):
             yield spec
             store = ctx.open_worker_store()
             try:
-                return load_model(
-                    spec,
-                    store=store,
-                    device=ctx.device,
-                    dtype=ctx.dtype,
-                    trust_remote_code=ctx.trust_remote_code,
-                )
+                return ctx.load_model(spec, store)
             finally:
                 store.close()
 
@@ -277,6 +291,18 @@ class ItemFeeder(QObject):
         self.poke()
 
 
+def _arena_refill(store, annotator, want, exclude):
+    """The Arena mode's refill (worker thread): the arena's unrated comparisons, nothing made."""
+    yield "prompts", store.count("prompts")
+    if arena_spec(store) is None:
+        yield "arena", "none"
+        return
+    yield "arena", "ok"
+    items = arena_items(store, annotator, want, exclude)
+    if items:
+        yield "items", items
+
+
 def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
     """The refill work (worker thread): report the prompt count, then items as they are ready.
 
@@ -284,6 +310,7 @@ def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
     generated for the prompts with the fewest samples, a few rounds at most, until enough exist.
     """
     yield "prompts", store.count("prompts")
+    yield "eval", set(store.prompt_ids("eval"))
     exclude = set(exclude)
     items = select_items(
         store, mode=mode, annotator=annotator, k=params.per_prompt, n=want, exclude=exclude

@@ -8,7 +8,14 @@ from typing import Any
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 GUIDELINES = RESOURCES / "guidelines.md"
 STARTER_PROMPTS = RESOURCES / "starter_prompts.jsonl"
-MODES = [("score", "Score"), ("pairwise", "Pairwise"), ("rank", "Rank"), ("thumbs", "Thumbs")]
+ARENA = "arena"  # a mode of the Rate tab: the arena's blind comparisons, rated as pairwise
+MODES = [
+    ("score", "Score"),
+    ("pairwise", "Pairwise"),
+    ("rank", "Rank"),
+    ("thumbs", "Thumbs"),
+    (ARENA, "Arena"),
+]
 PAIRWISE = [
     ("a", "A is better (A)"),
     ("b", "B is better (B)"),
@@ -16,6 +23,23 @@ PAIRWISE = [
     ("both_bad", "Both bad (N)"),
 ]
 THUMBS = [("up", "▲ Up (U)"), ("down", "▼ Down (D)")]
+START_ARENA = (
+    "Start one from the Train tab's checkpoint list (<i>Evaluate against its starting "
+    "model</i>) or with <code>python main.py arena --models SPEC SPEC</code>; its comparisons "
+    "then appear here."
+)
+ARENA_EMPTY = {
+    "none": "<h3>No arena to rate</h3>An arena compares models blind on the evaluation prompts "
+    "(prompts kept apart from training). " + START_ARENA,
+    "done": "<h3>Nothing left to rate in the arena</h3>You have judged every comparison of "
+    "this arena; the Data tab shows the leaderboard. To compare other models, start another "
+    "arena. " + START_ARENA,
+}
+
+
+def rating_mode(mode: str, selection: str) -> str:
+    """The Rate tab mode an item belongs to: arena items are pairwise items chosen by the arena."""
+    return ARENA if selection == ARENA else mode
 
 
 def guidelines_text(settings: dict[str, Any]) -> str:

@@ -30,7 +30,16 @@ from gui.rate.controls import (
     ScoreControls,
     key_button,
 )
-from gui.rate.texts import MODES, PAIRWISE, STARTER_PROMPTS, THUMBS, guidelines_text
+from gui.rate.texts import (
+    ARENA,
+    ARENA_EMPTY,
+    MODES,
+    PAIRWISE,
+    STARTER_PROMPTS,
+    THUMBS,
+    guidelines_text,
+    rating_mode,
+)
 from gui.widgets import (
     DocumentCache,
     EmptyState,
@@ -192,12 +201,17 @@ class RateView:
         elif item.mode == "rank":
             self.rank.reset(len(item.responses))
         self.comment.setText(comment)
-        self.message(
-            ""
-            if item.mode == self.panel.feeder.mode
-            else f"This item came back by undo; rate it in {item.mode} mode."
-        )
+        self.message(self.other_mode_note(item))
         self.stack.setCurrentWidget(self.rating_page)
+
+    def other_mode_note(self, item: Item) -> str:
+        """What to say when ``item`` belongs to another mode than the one chosen (undo brought it
+        back): how to rate it; empty when it belongs to the chosen mode."""
+        mode = rating_mode(item.mode, item.selection)
+        if mode == self.panel.feeder.mode:
+            return ""
+        keys = " (A, B, T, N as in pairwise)" if mode == ARENA else ""
+        return f"This item came back by undo; rate it in {mode} mode{keys}."
 
     def _prepare_next(self) -> None:
         """Build and lay out the next queued item's documents while this one is being read."""
@@ -234,14 +248,19 @@ class RateView:
 
     def show_empty(self, feeder, no_prompts: bool) -> None:
         self.close_editors()
+        self.stack.setCurrentWidget(self.empty_page)
+        arena = feeder.mode == ARENA  # no model is loaded or needed for the arena
+        if arena and feeder.arena_state is not None and feeder.refill_task is None:
+            self.import_button.hide()
+            self.empty_text.setText(ARENA_EMPTY["none" if feeder.arena_state == "none" else "done"])
+            return
         self.empty_page.show_state(
             prompt_count=feeder.prompt_count,
-            busy=feeder.busy,
-            loading_model=feeder.loading_model,
-            model_error=feeder.model_error,
+            busy=feeder.refill_task is not None if arena else feeder.busy,
+            loading_model=feeder.loading_model and not arena,
+            model_error=None if arena else feeder.model_error,
             can_import=no_prompts and STARTER_PROMPTS.exists(),
         )
-        self.stack.setCurrentWidget(self.empty_page)
 
     def apply_settings(self, settings: dict[str, Any]) -> None:
         self.guidelines.show_markdown(guidelines_text(settings))

@@ -1,5 +1,5 @@
 """The Train tab's history: earlier runs (overlay their curves, resume one) and the checkpoints
-(make one the generation model, copy its folder's path).
+(make one the generation model, copy its folder's path, evaluate it against its starting model).
 
 Both tables read the project file through the GUI thread's connection with small, indexed
 queries (at most ``LIMIT`` rows); they never load weights.
@@ -26,8 +26,11 @@ from PySide6.QtWidgets import (
 
 from core.checkpoints import checkpoint_path
 from gui.context import AppContext
+from gui.train.evaluate import Evaluation
+from gui.workers import Task
 
 LIMIT = 500
+EVALUATE = "Evaluate against its starting model"
 RESUMABLE = ("stopped", "failed", "running", "paused", "created")
 HEADLINE = (
     "loss",
@@ -182,7 +185,8 @@ class RunsTable(QWidget):
 
 
 class CheckpointsTable(QWidget):
-    """The project's checkpoints, newest first: one click makes a policy checkpoint the generator."""
+    """The project's checkpoints, newest first: one click makes a policy checkpoint the generator,
+    another compares it blind with the model its run started from (an arena)."""
 
     COLUMNS = ("Checkpoint", "Run", "Step", "Kind", "Metrics", "Created")
     reward_model_chosen = Signal(str)
@@ -202,11 +206,16 @@ class CheckpointsTable(QWidget):
             "Copy the checkpoint folder's path (it loads with transformers or peft)."
         )
         self.copy_button.clicked.connect(self.copy_path)
+        self.evaluation = Evaluation(ctx, self)
+        self.evaluation.changed.connect(self.update_buttons)
+        self.evaluate_button = QPushButton(EVALUATE)
+        self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.hint = QLabel()
         self.hint.setStyleSheet("color: #555")
         buttons = QHBoxLayout()
         buttons.addWidget(self.hint, 1)
         buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.evaluate_button)
         buttons.addWidget(self.use_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
@@ -268,6 +277,16 @@ class CheckpointsTable(QWidget):
         c = self.selected()
         self.copy_button.setEnabled(c is not None)
         self.use_button.setEnabled(c is not None)
+        running = self.evaluation.running
+        self.evaluate_button.setText("Stop evaluating" if running else EVALUATE)
+        self.evaluate_button.setEnabled(running or (c is not None and c["kind"] == "policy"))
+        self.evaluate_button.setToolTip(
+            "Stop the arena now; the answers and judgments made so far are kept."
+            if running
+            else "Compare this checkpoint blind with the model its run started from on the "
+            "evaluation prompts: both answer them, then the project's judge (Settings) or you, "
+            "in the Rate tab's Arena mode, pick the better answer. The Data tab shows who won."
+        )
         if c is not None and c["kind"] == "reward":
             self.use_button.setText("Use for rloo")
             self.use_button.setToolTip(
@@ -297,6 +316,17 @@ class CheckpointsTable(QWidget):
         self.ctx.status_message.emit(
             f"New samples now come from {spec} (run {c['run_id']}, step {c['step']})."
         )
+
+    def evaluate_selected(self) -> Task | None:
+        """Start the arena of the selected policy checkpoint and its starting model (or stop the
+        one running); returns the Task started."""
+        if self.evaluation.running:
+            self.evaluation.stop()
+            return None
+        c = self.selected()
+        if c is None or c["kind"] != "policy":
+            return None
+        return self.evaluation.start(c["id"])
 
     def copy_path(self) -> None:
         c = self.selected()

@@ -1,4 +1,5 @@
-"""The settings dialog, the CJK font choice, and the shortcut table in docs/ against the code."""
+"""The settings dialog (evaluation prompts and the judge included), the CJK font choice, and the
+shortcut table in docs/ against the code."""
 
 from __future__ import annotations
 
@@ -68,6 +69,48 @@ def test_bad_settings_are_explained_and_not_saved(qtbot, ctx, store):
     assert store.settings()["model"] == "default"
     with pytest.raises(ValueError, match="at least one"):
         parse_rubric(" \n , ")
+
+
+def test_keep_prompts_for_evaluation_from_settings(qtbot, project_with_prompts, ctx):
+    store = project_with_prompts
+    [sample] = store.add_samples([{"prompt_id": 1, "text": "hi", "model": "m"}])
+    store.add_rating(annotator="bob", kind="thumbs", sample_ids=[sample], value={"up": True})
+    dialog = SettingsDialog(ctx)
+    qtbot.addWidget(dialog)
+    row = dialog.eval_row
+    assert row.count.text() == "0 of 5 prompts kept for evaluation"
+    row.amount.setValue(2)
+    with qtbot.waitSignal(ctx.data_changed):
+        task = row.keep()
+    qtbot.waitUntil(lambda: row.task is None)
+    assert task.worker_thread_ident is not None
+    assert row.count.text() == "2 of 5 prompts kept for evaluation"
+    eval_ids = store.prompt_ids("eval")
+    assert len(eval_ids) == 2 and 1 not in eval_ids  # a rated prompt may have trained a model
+    row.amount.setValue(5)  # only four prompts have no rating
+    row.keep()
+    qtbot.waitUntil(lambda: row.task is None)
+    assert "only 2 prompts have no ratings" in dialog.error.text()
+    assert store.prompt_ids("eval") == eval_ids
+
+
+def test_the_judge_is_loaded_before_it_is_saved(qtbot, ctx, store):
+    dialog = SettingsDialog(ctx)
+    qtbot.addWidget(dialog)
+    dialog.judge.setText("no_such_module:judge")
+    dialog.accept()
+    assert "judge does not load" in dialog.error.text() and "no_such_module" in dialog.error.text()
+    assert dialog.result() != QDialog.DialogCode.Accepted
+    assert store.settings()["judge"] is None
+    dialog.judge.setText(" core.raters:length ")
+    dialog.accept()
+    assert store.settings()["judge"] == "core.raters:length"
+    dialog = SettingsDialog(ctx)
+    qtbot.addWidget(dialog)
+    assert dialog.judge.text() == "core.raters:length"
+    dialog.judge.setText("")
+    dialog.accept()
+    assert store.settings()["judge"] is None
 
 
 def test_cjk_family_prefers_simplified_chinese_and_is_a_fallback():
