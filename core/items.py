@@ -247,7 +247,8 @@ def item_for_rating(store: ProjectStore, rating: dict[str, Any], current_mode: s
     mode = mode_for_rating(rating, current_mode)
     if mode is None:
         return None
-    return build_item(store, mode, rating["prompt_id"], list(rating["sample_ids"]))
+    how = rating.get("selection") or "coverage"  # rated again, it keeps how it was chosen
+    return build_item(store, mode, rating["prompt_id"], list(rating["sample_ids"]), how)
 
 
 def last_live_rating(

@@ -153,12 +153,12 @@ def comparisons_planned(store: ProjectStore, spec: ArenaSpec) -> list[tuple[int,
 def unrated_comparisons(
     store: ProjectStore, spec: ArenaSpec, annotator: str
 ) -> list[tuple[int, int, int]]:
-    """The planned comparisons ``annotator`` has not judged (or skipped) yet."""
+    """The planned comparisons ``annotator`` has not judged, skipped or flagged yet."""
     seen = {
         frozenset(json.loads(ids))
         for (ids,) in store.conn.execute(
             "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0 "
-            "AND kind IN ('pairwise', 'skip')",
+            "AND kind IN ('pairwise', 'skip', 'flag')",
             (annotator,),
         )
     }

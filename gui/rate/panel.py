@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
@@ -270,8 +270,6 @@ class RatePanel(QWidget):
         if rating is None:
             return None
         item = item_for_rating(self.ctx.store, rating, self.feeder.mode)
-        if item is not None and rating.get("selection"):  # rated again, it keeps how it was chosen
-            item = replace(item, selection=rating["selection"])
         return Action([rating["id"]], rating["kind"], item, rating["comment"] or "")
 
     def redo(self) -> None:
