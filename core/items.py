@@ -98,7 +98,7 @@ def _sample_counts(store: ProjectStore) -> Counter[int]:
     )
 
 
-def _samples_by_prompt(store: ProjectStore) -> dict[int, list[int]]:
+def samples_by_prompt(store: ProjectStore) -> dict[int, list[int]]:
     """Model samples of training prompts: evaluation prompts are rated only in the arena."""
     groups: dict[int, list[int]] = {}
     for sid, pid in store.conn.execute(
@@ -193,7 +193,7 @@ def select_items(
     seen = seen_keys(store, annotator) | set(exclude)
     chosen = choose_sample_sets(
         mode,
-        _samples_by_prompt(store),
+        samples_by_prompt(store),
         k=k,
         n=n,
         seen=seen,

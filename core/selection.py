@@ -18,6 +18,7 @@ has no meaning, and rank sets keep the coverage rule.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import UserError
+from core.items import Item, build_item, samples_by_prompt, seen_keys
 from core.models import load_model
 from core.models.batching import CompletionLogps, Tokens, collate, policy_logps
 from core.models.reward import load_reward_model, score_texts
@@ -162,3 +164,60 @@ def check_selection(selection: str) -> str:
     if selection not in SELECTIONS:
         raise UserError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}.")
     return selection
+
+
+class RewardCache:
+    """The newest model's reward of each sample, computed once per sample and rebuilt when a newer
+    checkpoint appears: the Rate tab's refills ask again and again. Use from one thread at a time
+    (the refill Task)."""
+
+    def __init__(self, device: str | None = None, dtype: str | None = None):
+        self.device, self.dtype = device, dtype
+        self.key: tuple[str, int] | None = None
+        self.label = ""
+        self._score: Callable[[list[int]], Scores] | None = None
+        self._known: Scores = {}
+
+    def rewards(self, store: ProjectStore, ids: list[int]) -> Scores:
+        """Rewards of ``ids``; raises NoScorer when the project has no model to ask."""
+        newest = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM checkpoints").fetchone()[0]
+        key = (str(store.path), int(newest))
+        if key != self.key:
+            self.label, self._score = newest_scorer(store, self.device, self.dtype)
+            self.key, self._known = key, {}
+        missing = [i for i in ids if i not in self._known]
+        if missing:
+            self._known.update(self._score(missing))
+        return {i: self._known[i] for i in ids}
+
+
+def select_pairwise_items(
+    store: ProjectStore,
+    annotator: str,
+    n: int,
+    selection: str,
+    *,
+    exclude: Iterable[frozenset[int]] = (),
+    rewards: Callable[[list[int]], Scores] | None = None,
+    random_fraction: float = 0.2,
+    rng: random.Random | None = None,
+) -> list[Item]:
+    """The next ``n`` pairwise items for ``annotator`` by ``selection`` (uncertain or random):
+    pairs of a training prompt's model samples the annotator has not judged, nor has queued."""
+    seen = seen_keys(store, annotator) | set(exclude)
+    candidates = [
+        (pid, a, b)
+        for pid, ids in samples_by_prompt(store).items()
+        for a, b in itertools.combinations(ids, 2)
+        if frozenset((a, b)) not in seen
+    ]
+    scores = None
+    if selection == "uncertain":
+        scores = rewards(sorted({i for c in candidates for i in c[1:]})) if rewards else None
+    rng = rng or random.Random()
+    items = []
+    for p in choose_pairs(candidates, n, selection, scores, random_fraction, rng):
+        shown = [p.first, p.second]
+        rng.shuffle(shown)
+        items.append(build_item(store, "pairwise", p.prompt_id, shown, selection=p.selection))
+    return items

@@ -45,6 +45,16 @@ JUDGE_HINT = (
     "A scripted judge for arenas, MODULE:FUNC or path/to/file.py:FUNC returning a score in "
     "[0, 1] (e.g. core.raters:sentiment); empty: people judge in the Rate tab's Arena mode."
 )
+SELECTION_CHOICES = (
+    ("coverage", "Coverage: spread over prompts"),
+    ("uncertain", "Uncertain: what the newest model is least sure of"),
+    ("random", "Random"),
+)
+SELECTION_HINT = (
+    "How pairwise items are picked. Uncertain asks the newest reward model (or trained policy) "
+    "which pairs it is least sure of and keeps a random share as a control; each rating records "
+    "how its item was picked."
+)
 EVAL_HINT = (
     "Evaluation prompts are never trained on and never shown in the normal rating modes; arenas "
     "compare models on them. Only prompts nobody has rated yet can be kept."
@@ -87,6 +97,13 @@ class SettingsDialog(QDialog):
         for value, text in MODES:
             self.mode.addItem(text, value)
         self.mode.setCurrentIndex(max(0, self.mode.findData(s["mode"])))
+        self.selection = QComboBox()
+        for value, text in SELECTION_CHOICES:
+            self.selection.addItem(text, value)
+        self.selection.setCurrentIndex(max(0, self.selection.findData(s.get("selection"))))
+        self.selection.setToolTip(SELECTION_HINT)
+        self.random_fraction = _dspin(0.0, 1.0, float(s.get("random_fraction", 0.2)), 0.05)
+        self.random_fraction.setToolTip("With uncertain: the share of items picked at random.")
         self.rubric = QPlainTextEdit("\n".join(s["rubric"]))
         self.rubric.setFixedHeight(90)
         self.guidelines = QPlainTextEdit(guidelines_text(s))
@@ -111,6 +128,8 @@ class SettingsDialog(QDialog):
         form.addRow("Top-p", self.top_p)
         form.addRow("Ready items kept ahead", self.queue_size)
         form.addRow("Default rating mode", self.mode)
+        form.addRow("Pairwise items picked by", self.selection)
+        form.addRow("Random share (control)", self.random_fraction)
         form.addRow("Rubric (one criterion a line)", self.rubric)
         form.addRow("Guidelines (Markdown)", self.guidelines)
         form.addRow("", reset)
@@ -145,6 +164,8 @@ class SettingsDialog(QDialog):
             "top_p": round(self.top_p.value(), 4),
             "queue_size": self.queue_size.value(),
             "mode": self.mode.currentData(),
+            "selection": self.selection.currentData(),
+            "random_fraction": round(self.random_fraction.value(), 4),
             "rubric": parse_rubric(self.rubric.toPlainText()),
             "guidelines": guidelines,
             "judge": self.judge.text().strip() or None,

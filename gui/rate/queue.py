@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core.evaluation import arena_items, arena_spec
 from core.generation import GenerationParams, GenerationProgress, generate_samples
 from core.items import Item, select_items
+from core.selection import NoScorer, RewardCache, select_pairwise_items
 from gui.context import AppContext
 from gui.rate.texts import ARENA
 from gui.workers import Task, error_text, stop
@@ -60,6 +61,9 @@ class ItemFeeder(QObject):
         self._shown: set[frozenset[int]] = set()  # keys on screen or rated this session
         self._closed = False
         self.settings = ctx.settings()  # cached: slots never query the project file
+        # the newest model's rewards for uncertain selection; used only inside refill Tasks
+        self.rewards = RewardCache(ctx.device, ctx.dtype)
+        self.selection_note: str | None = None  # why uncertain selection fell back, if it did
         ctx.model_spec_changed.connect(self.reload_model)
         ctx.data_changed.connect(self.poke)
         ctx.settings_changed.connect(self._on_settings_changed)
@@ -151,6 +155,8 @@ class ItemFeeder(QObject):
             batch_size=2 * max(2, k) if waiting else GENERATION_BATCH,
         )
         mode, epoch, loaded, annotator = self.mode, self._epoch, self.loaded, self.ctx.annotator
+        how = (str(s.get("selection") or "coverage"), float(s.get("random_fraction", 0.2)))
+        rewards = self.rewards
 
         def work(cancel: threading.Event) -> Iterator[tuple[str, Any]]:
             store = self.ctx.open_worker_store()
@@ -158,9 +164,8 @@ class ItemFeeder(QObject):
                 if mode == ARENA:
                     yield from _arena_refill(store, annotator, want, exclude)
                 else:
-                    yield from _refill(
-                        store, cancel, mode, annotator, want, exclude, loaded, params
-                    )
+                    pick = _picker(store, mode, annotator, params.per_prompt, how, rewards)
+                    yield from _refill(store, cancel, pick, want, exclude, loaded, params)
             finally:
                 store.close()
 
@@ -188,6 +193,10 @@ class ItemFeeder(QObject):
             self.arena_state = value
         elif what == "eval" and epoch == self._epoch:  # prompts just kept for evaluation leave
             self.queue = deque(i for i in self.queue if i.prompt_id not in value)
+        elif what == "selection":
+            if value != self.selection_note and value:
+                self.ctx.status_message.emit(value)
+            self.selection_note = value
         elif what == "generated":
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
@@ -303,7 +312,36 @@ def _arena_refill(store, annotator, want, exclude):
         yield "items", items
 
 
-def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
+def _picker(store, mode, annotator, k, how, rewards):
+    """``pick(n, exclude) -> (items, note)``: the project's selection rule for pairwise items
+    (core.selection), coverage otherwise; uncertain falls back to coverage, with a note saying
+    why, while the project has no model to be uncertain with."""
+    selection, random_fraction = how
+
+    def pick(n: int, exclude: set) -> tuple[list[Item], str | None]:
+        if mode == "pairwise" and selection in ("uncertain", "random"):
+            try:
+                return select_pairwise_items(
+                    store,
+                    annotator,
+                    n,
+                    selection,
+                    exclude=exclude,
+                    rewards=lambda ids: rewards.rewards(store, ids),
+                    random_fraction=random_fraction,
+                ), None
+            except NoScorer as e:
+                note = f"Items are picked by coverage for now: {e}"
+                return select_items(
+                    store, mode=mode, annotator=annotator, k=k, n=n, exclude=exclude
+                ), note
+        items = select_items(store, mode=mode, annotator=annotator, k=k, n=n, exclude=exclude)
+        return items, None
+
+    return pick
+
+
+def _refill(store, cancel, pick, want, exclude, loaded, params):
     """The refill work (worker thread): report the prompt count, then items as they are ready.
 
     Existing unseen items come first; when they are too few and a model is loaded, samples are
@@ -312,9 +350,8 @@ def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
     yield "prompts", store.count("prompts")
     yield "eval", set(store.prompt_ids("eval"))
     exclude = set(exclude)
-    items = select_items(
-        store, mode=mode, annotator=annotator, k=params.per_prompt, n=want, exclude=exclude
-    )
+    items, note = pick(want, exclude)
+    yield "selection", note
     if items:
         yield "items", items
     missing = want - len(items)
@@ -331,14 +368,7 @@ def _refill(store, cancel, mode, annotator, want, exclude, loaded, params):
             # At most one new item per prompt just generated: the queue spreads over prompts,
             # and what is left of those prompts stays in the project for later refills.
             fresh, done = prog.done - done, prog.done
-            new = select_items(
-                store,
-                mode=mode,
-                annotator=annotator,
-                k=params.per_prompt,
-                n=min(missing, fresh),
-                exclude=exclude,
-            )
+            new, _note = pick(min(missing, fresh), exclude)
             if new:
                 exclude |= {i.key for i in new}
                 missing -= len(new)
