@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export QT_API := pyside6
 
-.PHONY: setup run test lint bench bench-quick clean
+.PHONY: setup run test lint bench bench-quick screenshots clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: setup
 bench-quick: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) -m bench.run --quick
+
+# The README's screenshots from real use of the default model (several minutes on a CPU).
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m gui.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
