@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core import data
-from core.exchange.files import ExportError, atomic_file, file_target
+from core.exchange.files import Cancelled, ExportError, atomic_file, drain, file_target
 from core.exchange.writers import WRITERS
 from core.store import ProjectStore
 
@@ -103,13 +103,7 @@ def export_ratings(
         min_score=min_score,
         cancel=cancel,
     )
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(step)
+    return drain(gen, progress)
 
 
 def iter_export_ratings(
@@ -148,19 +142,15 @@ def iter_export_ratings(
             try:
                 for batch in _batches(rows, _BATCH):
                     if cancel.is_set():
-                        raise _Cancelled
+                        raise Cancelled
                     writer.write(batch)
                     done += len(batch)
                     yield ExportProgress(done, total)
             finally:
                 writer.close()
-    except _Cancelled:
+    except Cancelled:
         return ExportResult(target, fmt, done, time.perf_counter() - start, cancelled=True)
     return ExportResult(target, fmt, done, time.perf_counter() - start, conversational)
-
-
-class _Cancelled(Exception):
-    """Raised inside the write loop so the temp file is removed on the way out."""
 
 
 # ---- checks ---------------------------------------------------------------------------------------

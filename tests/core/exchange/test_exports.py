@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from exchange_checks import generates_a_token, save_checkpoint
 
 from core import data
 from core.exchange import ExportError, export_checkpoint, export_ratings
@@ -397,64 +398,6 @@ def test_exported_pairs_train_one_trl_dpo_step(
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------
-def save_checkpoint(store, tmp_path, tiny_model_dir, *, adapter=False, kind="policy", drop=()):
-    """What a training run leaves: a folder, a run row, metrics rows and a checkpoint row."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    folder = tmp_path / "checkpoints" / f"{kind}-{'adapter' if adapter else 'full'}"
-    torch.manual_seed(1)
-    if kind == "reward":
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        config = AutoConfig.from_pretrained(tiny_model_dir, num_labels=1)
-        model = AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    if adapter:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-        )
-        model = get_peft_model(model, lora)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    config = {"algo": "dpo", "lr": 3e-05, "beta": 0.1, "lora": adapter, "batch_size": 8}
-    (folder / "run_config.json").write_text(json.dumps(config))
-    (folder / "optimizer.safetensors").write_bytes(b"state for resuming")
-    (folder / "checkpoint.json").write_text("{}")
-    for name in drop:
-        (folder / name).unlink()
-    rating_ids = [r[0] for r in store.conn.execute("SELECT id FROM ratings")]
-    run_id = store.create_run("dpo", config, str(tiny_model_dir), rating_ids)
-    store.log_metrics(run_id, 10, {"loss": 0.42, "rewards/accuracies": 0.75})
-    from core.checkpoints import sha256_file, weights_file
-
-    return store.add_checkpoint(
-        run_id=run_id,
-        step=10,
-        kind=kind,
-        path=str(folder),
-        sha256=sha256_file(weights_file(folder)),
-        base_model=str(tiny_model_dir),
-        adapter=adapter,
-        metrics={"loss": 0.42},
-    )
-
-
-def generates_a_token(model, folder: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    enc = tok("The sea", return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=1, do_sample=False)
-    assert out.shape[1] == enc["input_ids"].shape[1] + 1
-
-
 def test_full_checkpoint_export_loads_and_generates(project_with_prompts, tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
