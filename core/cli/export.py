@@ -10,6 +10,7 @@ from core.cli.common import open_store, progress_bar, say
 from core.exchange import (
     FORMATS,
     QUANTS,
+    RAW_FORMATS,
     ExportError,
     GGUFCheckpointExport,
     GGUFProgress,
@@ -43,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="sft: also samples whose mean overall score is at least X (0-1)",
+    )
+    r.add_argument(
+        "--plain",
+        action="store_true",
+        help="training formats: plain strings instead of TRL's conversational form (then TRL "
+        "does not apply the chat template the samples were generated with)",
     )
     c = what.add_parser("checkpoint", help="a Hugging Face folder or one GGUF file, with a card")
     c.add_argument(
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 annotators=args.annotators,
                 min_agreement=args.min_agreement,
                 min_score=args.min_score,
+                plain=args.plain,
                 progress=lambda p: bar.to(p.done, p.total or None),
             )
     if res.rows == 0:
@@ -89,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             "ratings each format uses.",
             file=sys.stderr,
         )
-    form = " (conversational)" if res.conversational else ""
+    form = "" if res.format in RAW_FORMATS else " (plain strings)"
+    form = " (conversational)" if res.conversational else form
     print(f"{res.rows} rows written to {res.path} as {res.format}{form} in {res.seconds:.1f} s.")
     return 0
 
