@@ -177,3 +177,33 @@ def test_default_model_exports_as_gguf(tmp_path, capsys):
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in card
     assert load_model(str(out)).model.config.num_hidden_layers == 30
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("quant", "min_agreement"), [("f16", 0.98), ("q8_0", 0.95)])
+def test_adapter_checkpoint_of_the_default_model_agrees(
+    project_with_prompts, tmp_path, quant, min_agreement
+):
+    """A LoRA checkpoint over the default model, merged and exported: the GGUF predicts what the
+    merged checkpoint predicts, and its tokenizer encodes the chat-templated prompts alike."""
+    from exchange_checks import teacher_forced_agreement
+
+    from core.models import default_model_dir
+    from core.models.loading import load_checkpoint_model
+
+    store = project_with_prompts
+    cid = save_checkpoint(store, tmp_path, default_model_dir(), adapter=True)
+    res = export_checkpoint_gguf(store, cid, tmp_path / "out" / "m.gguf", quant)
+    reference, ref_tok = load_checkpoint_model(
+        store.checkpoint(cid), store=store, dtype=torch.float32
+    )
+    exported, gguf_tok = load_gguf(res.path)
+    prompt_ids = [chat_ids(ref_tok, p) for p in PROMPTS]
+    assert [chat_ids(gguf_tok, p) for p in PROMPTS] == prompt_ids
+    agreement, logit_error = teacher_forced_agreement(reference.eval(), exported, prompt_ids)
+    print(
+        f"\nadapter checkpoint of the default model, {quant}: export (merge included) "
+        f"{res.seconds:.1f} s, {res.size_bytes / 2**20:.1f} MiB, agreement {agreement:.1%}, "
+        f"max logit error {logit_error:.2%}"
+    )
+    assert agreement >= min_agreement
