@@ -148,6 +148,19 @@ def chat_ids(tokenizer, prompt: str) -> list[int]:
     return list(encoded["input_ids"])
 
 
+def greedy(reference, ids: list[int]) -> list[int]:
+    """The reference's greedy continuation of ``ids``, all NEW_TOKENS of it (even past a stop)."""
+    with torch.no_grad():
+        full = reference.generate(
+            torch.tensor([ids]),
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            pad_token_id=reference.config.eos_token_id,
+        )
+    return full[0, len(ids) :].tolist()
+
+
 def teacher_forced_agreement(
     reference, exported, prompt_ids: list[list[int]]
 ) -> tuple[float, float]:
@@ -157,15 +170,8 @@ def teacher_forced_agreement(
     worst = 0.0
     with torch.no_grad():
         for ids in prompt_ids:
-            prompt = torch.tensor([ids])
-            full = reference.generate(  # min_new_tokens: every position counts, even past a stop
-                prompt,
-                max_new_tokens=NEW_TOKENS,
-                min_new_tokens=NEW_TOKENS,
-                do_sample=False,
-                pad_token_id=reference.config.eos_token_id,
-            )
-            n = prompt.shape[1]
+            full = torch.tensor([ids + greedy(reference, ids)])
+            n = len(ids)
             ref_logits = reference(full).logits[
                 0, n - 1 : -1
             ]  # (32, V): the new tokens' predictions
@@ -175,6 +181,43 @@ def teacher_forced_agreement(
             error = (ref_logits - exp_logits).abs().max() / ref_logits.abs().max()
             worst = max(worst, float(error))
     return same / total, worst
+
+
+def llama_cpp_agreement(path: Path, reference, prompt_ids: list[list[int]]) -> tuple[float, int]:
+    """The same teacher-forced agreement, with llama.cpp itself (the xllamacpp bindings) running
+    the GGUF file: its greedy next token after each prefix of the reference's continuation.
+    Returns the share and the positions compared (a token that ends mid-character is not
+    reported by llama.cpp's server, so it is left out)."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = 256
+    params.n_parallel = 1
+    params.warmup = False
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
+    server = xllamacpp.Server(params)
+    same = total = 0
+    for ids in prompt_ids:
+        continuation = greedy(reference, ids)
+        for k, want in enumerate(continuation):
+            request = {
+                "prompt": ids + continuation[:k],
+                "n_predict": 1,
+                "ignore_eos": True,
+                "cache_prompt": True,  # each prefix adds one token to the last
+                "samplers": ["top_k"],
+                "top_k": 1,
+                "n_probs": 1,
+            }
+            reply = server.handle_completions(request)
+            reply = json.loads(reply) if isinstance(reply, str) else reply
+            logprobs = reply["choices"][0]["logprobs"]
+            if logprobs is None:
+                continue
+            same += logprobs["content"][0]["id"] == want
+            total += 1
+    return same / max(total, 1), total
 
 
 def export_to(folder: Path, out_dir: Path, quant: str) -> Path:

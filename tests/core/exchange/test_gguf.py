@@ -19,6 +19,7 @@ from exchange_checks import (
     PROMPTS,
     chat_ids,
     export_to,
+    llama_cpp_agreement,
     load_gguf,
     load_original,
     sharp_llama,
@@ -113,6 +114,24 @@ def test_attention_biases_are_permuted_like_their_weights(tmp_path, tiny_model_d
     config = AutoConfig.from_pretrained(folder)
     agreement, logit_error = agreement_with(folder, path, PROMPTS[:2], config=config)
     assert agreement >= 0.98 and logit_error <= 0.01
+
+
+def test_llama_cpp_itself_predicts_what_the_original_predicts(llama, tmp_path, monkeypatch):
+    """llama.cpp, not only transformers' reader: the f16 file run by llama.cpp picks the
+    original's next token, and the same file without the Q/K reordering does not."""
+    pytest.importorskip("xllamacpp")
+    reference, ref_tok = load_original(llama)
+    prompt_ids = [chat_ids(ref_tok, p) for p in PROMPTS]
+    agreement, n = llama_cpp_agreement(
+        export_to(llama, tmp_path / "ok", "f16"), reference, prompt_ids
+    )
+    print(f"\nllama.cpp f16: agreement {agreement:.1%} over {n} positions")
+    assert agreement >= 0.98 and n >= 100
+    monkeypatch.setattr(gguf_export, "permute_for_ggml_rope", lambda rows, n_heads: rows)
+    wrong = export_to(llama, tmp_path / "wrong", "f16")
+    agreement, n = llama_cpp_agreement(wrong, reference, prompt_ids)
+    print(f"llama.cpp f16, Q/K rows not reordered: agreement {agreement:.1%} over {n} positions")
+    assert agreement < 0.98
 
 
 # ---- what llama.cpp reads -------------------------------------------------------------------------
@@ -265,3 +284,16 @@ def test_default_model_export_agrees(tmp_path, quant, min_agreement):
         f"{agreement:.1%}, max logit error {logit_error:.2%}"
     )
     assert agreement >= min_agreement
+
+
+@pytest.mark.slow
+def test_llama_cpp_runs_the_default_model_export(tmp_path):
+    pytest.importorskip("xllamacpp")
+    from core.models import default_model_dir
+
+    folder = default_model_dir()
+    reference, ref_tok = load_original(folder)
+    prompt_ids = [chat_ids(ref_tok, p) for p in PROMPTS]
+    agreement, n = llama_cpp_agreement(export_to(folder, tmp_path, "f16"), reference, prompt_ids)
+    print(f"\nllama.cpp, default model f16: agreement {agreement:.1%} over {n} positions")
+    assert agreement >= 0.98 and n >= 100
