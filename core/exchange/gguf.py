@@ -179,6 +179,7 @@ def iter_export_gguf(
 
 
 def check_quant(quant: str) -> None:
+    """A quantization the writer knows (QUANTS), or GGUFExportError listing them."""
     if quant not in QUANTS:
         raise GGUFExportError(
             f"Unknown GGUF quantization {quant!r}; choose one of {', '.join(QUANTS)}."
@@ -199,6 +200,8 @@ def permute_for_ggml_rope(rows: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
+    """``folder``'s config.json, refused with GGUFExportError naming what the writer does not
+    support (architecture, rope scaling, MLP biases, missing keys)."""
     path = folder / "config.json"
     if not path.is_file():
         raise GGUFExportError(f"{folder} has no config.json; pick a Hugging Face model folder.")
