@@ -89,7 +89,8 @@ def latest_checkpoint(
 
 
 # ---- saving ---------------------------------------------------------------------------------
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or folder (a folder: so a rename in it is durable); best effort on folders."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -156,12 +157,12 @@ def save_checkpoint(
         }
         _write_json(tmp / "checkpoint.json", record)
         for path in tmp.iterdir():
-            _fsync(path)
-        _fsync(tmp)
+            fsync_path(path)
+        fsync_path(tmp)
         if target.exists():  # a folder without a row: a crash between rename and insert
             shutil.rmtree(target)
         os.replace(tmp, target)
-        _fsync(run_dir)
+        fsync_path(run_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,9 +15,15 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the embedded def
 
 
 def model_card(
-    store: ProjectStore, rec: dict[str, Any], form: str, folder: Path | None = None
+    store: ProjectStore,
+    rec: dict[str, Any],
+    form: str,
+    folder: Path | None = None,
+    usage: list[str] | None = None,
 ) -> str:
-    """README.md for an exported checkpoint: what it is, how it was trained, how to load it."""
+    """README.md for an exported checkpoint: what it is, how it was trained, how to load it.
+
+    ``usage`` replaces the "How to load" section (a GGUF file: core.exchange.gguf_card)."""
     run = _run(store, rec.get("run_id"))
     folder = folder or verify(store, rec)
     config = run_config(folder) or _as_dict(_loads(run.get("config")))
@@ -31,10 +37,17 @@ def model_card(
     is_hub = hub_base.count("/") == 1 and not hub_base.startswith((".", "/", "~"))
     reward = rec["kind"] == "reward"
     what = "a reward model" if reward else "a policy (causal language model)"
-    front = ["---", f"library_name: {'peft' if form == 'adapter' else 'transformers'}"]
+    library = {"adapter": "peft", "gguf": None}.get(form, "transformers")
+    front = ["---", *([f"library_name: {library}"] if library else [])]
     if is_hub:
         front.append(f"base_model: {hub_base}")
-    front += ["tags:", "- rlhf-studio", f"- {algo}", "- rlhf"]
+    front += [
+        "tags:",
+        "- rlhf-studio",
+        f"- {algo}",
+        "- rlhf",
+        *(["- gguf"] if form == "gguf" else []),
+    ]
     if not reward:
         front.append("pipeline_tag: text-generation")
     front.append("---")
@@ -66,12 +79,7 @@ def model_card(
         "",
         *_table(metrics or {}, "metric"),
         "",
-        "## How to load",
-        "",
-        "```python",
-        *_load_snippet(form, reward, hub_base),
-        "```",
-        "",
+        *(usage or _load_section(form, reward, hub_base)),
     ]
     if reward:
         lines += _pooling_lines(config.get("pooling") or "last", form)
@@ -123,6 +131,7 @@ _FORMS = {
     "full": "full weights",
     "adapter": "a LoRA adapter (load it over the base model with peft)",
     "merged": "full weights (the LoRA adapter merged into the base model)",
+    "gguf": "one GGUF file for llama.cpp, Ollama and LM Studio (a LoRA adapter is merged first)",
 }
 
 
@@ -185,6 +194,10 @@ def _table(values: dict[str, Any], what: str) -> list[str]:
             v = json.dumps(v, ensure_ascii=False)
         out.append(f"| {k} | {v} |")
     return out
+
+
+def _load_section(form: str, reward: bool, base: str) -> list[str]:
+    return ["## How to load", "", "```python", *_load_snippet(form, reward, base), "```", ""]
 
 
 def _load_snippet(form: str, reward: bool, base: str) -> list[str]:

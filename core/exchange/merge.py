@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.exchange.files import drain
 from core.exchange.merge_rows import FileReport, MergeCancelled, MergeProgress, RowMerger
 from core.store import SCHEMA_VERSION, ProjectError, ProjectStore
 
@@ -105,14 +106,7 @@ def merge_projects(
     cancel: threading.Event | None = None,
 ) -> MergeReport:
     """Merge ``others`` into ``store`` (one transaction); ``progress`` gets each MergeProgress."""
-    gen = iter_merge_projects(store, others, cancel=cancel)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(step)
+    return drain(iter_merge_projects(store, others, cancel=cancel), progress)
 
 
 def iter_merge_projects(

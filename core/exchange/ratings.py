@@ -1,7 +1,9 @@
 """Ratings leave the project file: raw rows (jsonl, csv, parquet) or TRL-ready training data.
 
 Raw formats stream from an SQL cursor, one row per rating; ``preference``, ``unpaired`` and ``sft``
-are built by core.data with aggregation on, so what a file holds is what a run would train on.
+are built by core.data with aggregation on, so what a file holds is what a run would train on, in
+TRL's conversational form (``plain`` keeps strings), because samples are generated through the
+model's chat template and TRL applies it only to conversational rows.
 Every export is written to a temp file beside the target and renamed into place: a cancelled or
 failed export leaves the old file (or no file), never half of one. Rules: docs/exports.md.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core import data
-from core.exchange.files import ExportError, atomic_file, file_target
+from core.exchange.files import Cancelled, ExportError, atomic_file, drain, file_target
 from core.exchange.writers import WRITERS
 from core.store import ProjectStore
 
@@ -88,10 +90,12 @@ def export_ratings(
     annotators: Iterable[str] | None = None,
     min_agreement: float | None = None,
     min_score: float | None = None,
+    plain: bool = False,
     progress: Callable[[ExportProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ExportResult:
-    """Write ratings to ``path`` in ``fmt`` (see FORMATS); ``progress`` gets each ExportProgress."""
+    """Write ratings to ``path`` in ``fmt`` (see FORMATS); ``progress`` gets each ExportProgress.
+    ``plain``: training rows as strings rather than chat messages (a chat prompt still a chat)."""
     gen = iter_export_ratings(
         store,
         path,
@@ -101,15 +105,10 @@ def export_ratings(
         annotators=annotators,
         min_agreement=min_agreement,
         min_score=min_score,
+        plain=plain,
         cancel=cancel,
     )
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(step)
+    return drain(gen, progress)
 
 
 def iter_export_ratings(
@@ -122,13 +121,16 @@ def iter_export_ratings(
     annotators: Iterable[str] | None = None,
     min_agreement: float | None = None,
     min_score: float | None = None,
+    plain: bool = False,
     cancel: threading.Event | None = None,
 ) -> Generator[ExportProgress, None, ExportResult]:
     """The export as a generator (for gui/workers.py): yields progress, returns the ExportResult.
 
     Closing it or setting ``cancel`` removes the temp file and leaves the target as it was."""
     start = time.perf_counter()
-    names = _check_options(store, fmt, include_superseded, annotators, min_agreement, min_score)
+    names = _check_options(
+        store, fmt, include_superseded, annotators, min_agreement, min_score, plain
+    )
     target = file_target(path)
     code = anonymizer(store) if anonymize else None
     cancel = cancel or threading.Event()
@@ -140,7 +142,9 @@ def iter_export_ratings(
     else:
         yield ExportProgress(0, 0, "build")
         criteria = None
-        rows, total, conversational = _training_rows(store, fmt, names, min_agreement, min_score)
+        rows, total, conversational = _training_rows(
+            store, fmt, names, min_agreement, min_score, plain
+        )
     done = 0
     try:
         with atomic_file(target, binary=fmt == "parquet") as f:
@@ -148,19 +152,15 @@ def iter_export_ratings(
             try:
                 for batch in _batches(rows, _BATCH):
                     if cancel.is_set():
-                        raise _Cancelled
+                        raise Cancelled
                     writer.write(batch)
                     done += len(batch)
                     yield ExportProgress(done, total)
             finally:
                 writer.close()
-    except _Cancelled:
+    except Cancelled:
         return ExportResult(target, fmt, done, time.perf_counter() - start, cancelled=True)
     return ExportResult(target, fmt, done, time.perf_counter() - start, conversational)
-
-
-class _Cancelled(Exception):
-    """Raised inside the write loop so the temp file is removed on the way out."""
 
 
 # ---- checks ---------------------------------------------------------------------------------------
@@ -171,9 +171,15 @@ def _check_options(
     annotators: Iterable[str] | None,
     min_agreement: float | None,
     min_score: float | None,
+    plain: bool = False,
 ) -> list[str] | None:
     if fmt not in FORMATS:
         raise ExportError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}.")
+    if plain and fmt in RAW_FORMATS:
+        raise ExportError(
+            f"--plain applies to {', '.join(TRAINING_FORMATS)}: a raw export keeps prompts as "
+            "they were imported. Drop the option or choose a training format."
+        )
     if fmt in TRAINING_FORMATS and include_superseded:
         raise ExportError(
             f"--include-superseded applies to the raw formats ({', '.join(RAW_FORMATS)}); undone "
@@ -316,8 +322,13 @@ def _training_rows(
     names: list[str] | None,
     min_agreement: float | None,
     min_score: float | None,
+    plain: bool = False,
 ) -> tuple[Iterator[dict[str, Any]], int, bool]:
-    """The examples core/data.py builds (aggregated), as TRL rows; and whether they are chats."""
+    """The examples core/data.py builds (aggregated), as TRL rows; and whether they are chats.
+
+    Conversational unless ``plain``: samples were generated through the model's chat template, and
+    TRL applies the template only to conversational rows. ``plain`` keeps strings, except where a
+    prompt is a chat, which a string cannot hold."""
     rules = {"annotators": names, "aggregate": True, "min_agreement": min_agreement or 0.0}
     if fmt == "preference":
         examples: list[Any] = data.preference_pairs(store, **rules)
@@ -326,14 +337,14 @@ def _training_rows(
     else:
         examples = data.demonstrations(store, min_score=min_score, **rules)
     chats = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE messages IS NOT NULL")}
-    conversational = any(e.prompt_id in chats for e in examples)
+    conversational = not plain or any(e.prompt_id in chats for e in examples)
     return _trl_rows(store, fmt, examples, conversational), len(examples), conversational
 
 
 def _trl_rows(
     store: ProjectStore, fmt: str, examples: list[Any], conversational: bool
 ) -> Iterator[dict[str, Any]]:
-    """data.materialize's rows cut to exactly TRL's columns; prompts as strings unless chats."""
+    """data.materialize's rows cut to exactly TRL's columns; strings unless ``conversational``."""
     for row in data.materialize(store, examples, conversational=conversational):
         prompt = row["prompt"] if conversational else row["prompt"][-1]["content"]
         if fmt == "preference":

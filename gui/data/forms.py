@@ -49,6 +49,24 @@ FORMATS = (  # (format, label, what the file holds)
     ),
     ("sft", "sft — demonstrations", "Rewrites (and optionally top-rated responses) to imitate."),
 )
+CHECKPOINT_FORMATS = (
+    (
+        "hf",
+        "Hugging Face folder",
+        "The weights as saved, the tokenizer, a generation config and a model card (README.md).",
+    ),
+    (
+        "gguf",
+        "GGUF file (llama.cpp, Ollama, LM Studio)",
+        "One file with the weights, tokenizer and chat template, for Llama-family models; an "
+        "adapter is merged first. The model card goes beside it as NAME.README.md.",
+    ),
+)
+QUANTS = (
+    ("f16", "f16 — full quality", "16-bit weights: what the checkpoint predicts, at half of fp32."),
+    ("q8_0", "q8_0 — half of f16", "8-bit blocks: about half the size of f16, close to it."),
+    ("q4_0", "q4_0 — smallest, lossy", "4-bit blocks: the smallest file; lossy on small models."),
+)
 EXTENSIONS = {"csv": ".csv", "parquet": ".parquet"}  # everything else is JSON Lines
 TONES = {
     "ok": "color: #1b5e20;",
@@ -135,10 +153,7 @@ class ExportForm(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.format = QComboBox()
-        for fmt, label, tip in FORMATS:
-            self.format.addItem(label, fmt)
-            self.format.setItemData(self.format.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.format = _choices(FORMATS)
         self.format.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
@@ -149,6 +164,12 @@ class ExportForm(QWidget):
             "so the same person has the same code in every export of this project."
         )
         self.include_superseded = QCheckBox("Include undone (superseded) ratings")
+        self.plain = QCheckBox("Plain strings instead of chat messages")
+        self.plain.setToolTip(
+            "Rows are TRL's conversational form by default, because the responses were generated "
+            "through the model's chat template and TRL applies it only to chat messages. Plain "
+            "strings train without the template (a chat prompt stays a chat)."
+        )
         self.annotators = QListWidget()
         self.annotators.setMaximumHeight(66)
         self.annotators.setToolTip("Tick annotators to export only their ratings; none: everyone.")
@@ -168,6 +189,7 @@ class ExportForm(QWidget):
         form.addRow("Format", self.format)
         form.addRow(self.anonymize)
         form.addRow(self.include_superseded)
+        form.addRow(self.plain)
         form.addRow("Annotators", self.annotators)
         form.addRow(self.min_agreement_on, self.min_agreement)
         form.addRow(self.min_score_on, self.min_score)
@@ -190,6 +212,7 @@ class ExportForm(QWidget):
         for widget, shown in (
             (self.anonymize, raw),
             (self.include_superseded, raw),
+            (self.plain, not raw),
             (self.min_agreement_on, not raw),
             (self.min_score_on, sft),
         ):
@@ -233,6 +256,7 @@ class ExportForm(QWidget):
             fmt=fmt,
             anonymize=raw and self.anonymize.isChecked(),
             include_superseded=raw and self.include_superseded.isChecked(),
+            plain=not raw and self.plain.isChecked(),
             annotators=self.ticked_annotators() or None,
             min_agreement=self.min_agreement.value() if agreement else None,
             min_score=(score - 1) / 4 if top_rated else None,
@@ -240,7 +264,8 @@ class ExportForm(QWidget):
 
 
 class CheckpointForm(QWidget):
-    """Which checkpoint to export, and whether to merge an adapter into its base model."""
+    """Which checkpoint to export, as what (a Hugging Face folder or one GGUF file), whether to
+    merge an adapter into its base model (a GGUF file always does), and the GGUF quantization."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -249,17 +274,30 @@ class CheckpointForm(QWidget):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
         self.choice.setMinimumContentsLength(16)
+        self.format = _choices(CHECKPOINT_FORMATS)
+        self.quant = _choices(QUANTS)
         self.merged = QCheckBox("Merge the adapter into the base model")
         self.merged.setToolTip(
             "Merged: loads with AutoModelForCausalLM.from_pretrained. Not merged: an adapter "
             "folder for PeftModel.from_pretrained over the base model."
         )
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.choice)
-        layout.addWidget(self.merged)
+        self.form = form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow(self.choice)
+        form.addRow("As", self.format)
+        form.addRow("Quantization", self.quant)
+        form.addRow(self.merged)
         self.choice.currentIndexChanged.connect(self._changed)
+        self.format.currentIndexChanged.connect(self._changed)
         self.set_checkpoints([])
+
+    def fmt(self) -> str:
+        return str(self.format.currentData())
+
+    def set_format(self, fmt: str, quant: str | None = None) -> None:
+        self.format.setCurrentIndex(self.format.findData(fmt))
+        if quant is not None:
+            self.quant.setCurrentIndex(self.quant.findData(quant))
 
     def set_checkpoints(self, rows: list[dict[str, Any]]) -> None:
         """Rows of the checkpoints table (id, kind, step, run_id, adapter, created_at), newest
@@ -292,11 +330,28 @@ class CheckpointForm(QWidget):
                 self.choice.setCurrentIndex(i)
 
     def _changed(self) -> None:
+        """GGUF is for policies, and always holds full weights; the quantization is GGUF's."""
         r = self.selected()
-        mergeable = r is not None and r["kind"] == "policy" and bool(r["adapter"])
+        policy = r is not None and r["kind"] == "policy"
+        if not policy:
+            self.set_format("hf")
+        self.format.setEnabled(policy)
+        gguf = self.fmt() == "gguf"
+        self.form.setRowVisible(self.quant, gguf)
+        self.form.setRowVisible(self.merged, not gguf)
+        mergeable = policy and bool(r["adapter"])
         self.merged.setEnabled(mergeable)
         if not mergeable:
             self.merged.setChecked(False)
+
+
+def _choices(items: tuple[tuple[str, str, str], ...]) -> QComboBox:
+    """A combo box of (value, label, tooltip) items."""
+    box = QComboBox()
+    for value, label, tip in items:
+        box.addItem(label, value)
+        box.setItemData(box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+    return box
 
 
 def _spin(low: float, high: float, step: float, value: float, decimals: int) -> QDoubleSpinBox:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import UserError
-from core.exchange import CheckpointExport, export_checkpoint
+from core.exchange import (
+    CheckpointExport,
+    GGUFCheckpointExport,
+    GGUFProgress,
+    export_checkpoint,
+    iter_export_checkpoint_gguf,
+)
 from core.exchange.merge import MergeProgress, MergeReport, iter_merge_projects
 from core.exchange.ratings import ExportProgress, ExportResult, iter_export_ratings
 from core.prompts import ImportResult, import_prompts
@@ -44,6 +50,7 @@ class ExportOptions:
     fmt: str
     anonymize: bool = False
     include_superseded: bool = False
+    plain: bool = False  # training formats: strings, not TRL's conversational form
     annotators: list[str] | None = None  # None: everyone
     min_agreement: float | None = None
     min_score: float | None = None  # sft: also responses scoring at least this (0–1)
@@ -93,6 +100,7 @@ def export_work(ctx: Any, path: Path, o: ExportOptions) -> WorkFn:
                 annotators=o.annotators,
                 min_agreement=o.min_agreement,
                 min_score=o.min_score,
+                plain=o.plain,
                 cancel=cancel,
             )
             return (yield from mapped(gen, _export_progress))
@@ -111,6 +119,20 @@ def checkpoint_work(ctx: Any, checkpoint_id: int, out: Path, merged: bool) -> Wo
             what = "merging the adapter and writing" if merged else "writing"
             yield JobProgress(f"{what} checkpoint:{checkpoint_id}…")
             return export_checkpoint(store, checkpoint_id, out, merged=merged)
+        finally:
+            store.close()
+
+    return work
+
+
+def gguf_work(ctx: Any, checkpoint_id: int, out: Path, quant: str) -> WorkFn:
+    """One GGUF file (an adapter merged first); cancellable between tensors."""
+
+    def work(cancel: threading.Event) -> Iterator[JobProgress]:
+        store = ctx.open_worker_store()
+        try:
+            gen = iter_export_checkpoint_gguf(store, checkpoint_id, out, quant, cancel=cancel)
+            return (yield from mapped(gen, _gguf_progress))
         finally:
             store.close()
 
@@ -145,6 +167,12 @@ def _export_progress(p: ExportProgress) -> JobProgress:
     return JobProgress(f"{p.done:,} / {p.total:,} rows", p.done, p.total)
 
 
+def _gguf_progress(p: GGUFProgress) -> JobProgress:
+    if not p.total:  # the tokenizer, or an adapter being merged: no known end
+        return JobProgress(f"{p.text}…")
+    return JobProgress(f"{p.done} / {p.total} tensors", p.done, p.total)
+
+
 def _merge_progress(p: MergeProgress) -> JobProgress:
     return JobProgress(f"{p.file}: {p.table} {p.done:,} / {p.total:,}", p.done, p.total)
 
@@ -169,6 +197,14 @@ def export_summary(res: ExportResult) -> str:
 def checkpoint_summary(res: CheckpointExport) -> str:
     text = f"checkpoint:{res.checkpoint_id} ({res.kind}, {res.form}) exported to {res.path}."
     return text + "".join(f"\nNote: {n}." for n in res.notes)
+
+
+def gguf_summary(res: GGUFCheckpointExport) -> str:
+    size = f"{res.size_bytes / 2**20:,.1f} MiB"
+    return (
+        f"checkpoint:{res.checkpoint_id} ({res.form}) exported to {res.path} as {res.quant} GGUF "
+        f"({size}, {res.seconds:.1f} s). Model card beside it: {res.card.name if res.card else '—'}."
+    )
 
 
 def merge_lines(report: MergeReport) -> list[str]:

@@ -40,6 +40,7 @@ from gui.workers import Task, stop
 
 PROMPT_FILTER = "Prompt files (*.txt *.jsonl *.json *.csv);;All files (*)"
 PROJECT_FILTER = "Project files (*.db *.sqlite *.sqlite3);;All files (*)"
+GGUF_FILTER = "GGUF model files (*.gguf)"
 TITLES = {
     "import": "Import prompts",
     "export": "Export ratings",
@@ -99,7 +100,8 @@ class DataPanel(QWidget):
         self.checkpoint_form = CheckpointForm()
         self.checkpoint_box.controls.addWidget(self.checkpoint_form)
         self.checkpoint_box.button.setToolTip(
-            "Write a Hugging Face folder with the tokenizer, generation config and a model card."
+            "Write a Hugging Face folder with the tokenizer, generation config and a model card, "
+            "or one GGUF file for llama.cpp, Ollama and LM Studio with its card beside it."
         )
 
         self.merge_box = JobBox(TITLES["merge"], "Merge project files…", self.choose_merge_files)
@@ -175,6 +177,18 @@ class DataPanel(QWidget):
         rec = self.checkpoint_form.selected()
         if rec is None:
             return
+        if self.checkpoint_form.fmt() == "gguf":
+            quant = self.checkpoint_form.quant.currentData()
+            name = f"{self.ctx.db_path.stem}-checkpoint-{rec['id']}-{quant}.gguf"
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export the checkpoint as GGUF", str(self._last_dir / name), GGUF_FILTER
+            )
+            if path:
+                target = Path(path)
+                target = target if target.suffix.lower() == ".gguf" else Path(path + ".gguf")
+                self._last_dir = target.parent
+                self.export_checkpoint_to(target)
+            return
         folder = QFileDialog.getExistingDirectory(
             self, "Export the checkpoint into a folder", str(self._last_dir)
         )
@@ -230,27 +244,41 @@ class DataPanel(QWidget):
         return self._start("export", self.export_box, work, done)
 
     def export_checkpoint_to(
-        self, out_dir: str | Path, checkpoint_id: int | None = None, merged: bool | None = None
+        self,
+        out: str | Path,
+        checkpoint_id: int | None = None,
+        merged: bool | None = None,
+        fmt: str | None = None,
+        quant: str | None = None,
     ) -> Task | None:
-        """Export the chosen checkpoint (or ``checkpoint_id``) as a Hugging Face folder."""
+        """Export the chosen checkpoint (or ``checkpoint_id``) as the form says: a Hugging Face
+        folder ``out``, or the GGUF file ``out``; ``fmt`` and ``quant`` set the form first."""
+        form = self.checkpoint_form
         if checkpoint_id is not None:
-            self.checkpoint_form.select(checkpoint_id)
-        rec = self.checkpoint_form.selected()
+            form.select(checkpoint_id)
+        rec = form.selected()
         if rec is None or (checkpoint_id is not None and rec["id"] != checkpoint_id):
             self.checkpoint_box.show_result(f"checkpoint:{checkpoint_id} is not listed.", "error")
             return None
+        if fmt is not None:
+            form.set_format(fmt, quant)
         if merged is not None:
-            self.checkpoint_form.merged.setChecked(merged)
+            form.merged.setChecked(merged)
 
-        def done(res: Any) -> bool:
-            self.checkpoint_box.show_result(
-                jobs.checkpoint_summary(res), "note" if res.notes else "ok"
-            )
-            self.ctx.status_message.emit(jobs.checkpoint_summary(res).splitlines()[0])
+        gguf = form.fmt() == "gguf"
+
+        def done(res: Any) -> bool | None:
+            if gguf and res.cancelled:
+                return None
+            text = jobs.gguf_summary(res) if gguf else jobs.checkpoint_summary(res)
+            self.checkpoint_box.show_result(text, "note" if res.notes else "ok")
+            self.ctx.status_message.emit(text.splitlines()[0])
             return True
 
-        merged = self.checkpoint_form.merged.isChecked()
-        work = jobs.checkpoint_work(self.ctx, rec["id"], Path(out_dir), merged)
+        if gguf:
+            work = jobs.gguf_work(self.ctx, rec["id"], Path(out), str(form.quant.currentData()))
+            return self._start("checkpoint", self.checkpoint_box, work, done)
+        work = jobs.checkpoint_work(self.ctx, rec["id"], Path(out), form.merged.isChecked())
         return self._start("checkpoint", self.checkpoint_box, work, done, cancellable=False)
 
     def merge_files(self, paths: Iterable[str | Path]) -> Task | None:

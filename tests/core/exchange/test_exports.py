@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from exchange_checks import generates_a_token, save_checkpoint
 
 from core import data
 from core.exchange import ExportError, export_checkpoint, export_ratings
@@ -73,9 +74,19 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 # ---- training formats -------------------------------------------------------------------------------
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
 def test_preference_export_loads_with_datasets_and_matches_core_data(
     project_with_prompts, tmp_path
 ):
+    """Conversational by default: the samples were generated through the chat template, and TRL
+    applies it to conversational rows only (a plain prompt is one user turn)."""
     datasets = pytest.importorskip("datasets")
     store = project_with_prompts
     s = rated_project(store)
@@ -85,21 +96,27 @@ def test_preference_export_loads_with_datasets_and_matches_core_data(
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
     assert ds.column_names == ["prompt", "chosen", "rejected"]
     assert ds.num_rows == len(pairs) == res.rows > 0
-    assert not res.conversational
-    first = read_jsonl(out)[0]
+    assert res.conversational
+    rows = read_jsonl(out)
     p = pairs[0]
     texts = dict(store.conn.execute("SELECT id, text FROM samples"))
-    assert first == {
-        "prompt": store.prompt(p.prompt_id)["text"],
-        "chosen": texts[p.chosen_id],
-        "rejected": texts[p.rejected_id],
+    assert rows[0] == {
+        "prompt": user(store.prompt(p.prompt_id)["text"]),
+        "chosen": assistant(texts[p.chosen_id]),
+        "rejected": assistant(texts[p.rejected_id]),
     }
-    rows = read_jsonl(out)
     assert {
-        "prompt": "Write a short poem about the sea.",
-        "chosen": "a better one",
-        "rejected": texts[s[1][3]],
+        "prompt": user("Write a short poem about the sea."),
+        "chosen": assistant("a better one"),
+        "rejected": assistant(texts[s[1][3]]),
     } in rows
+
+    res = export_ratings(store, out, "preference", plain=True)
+    assert not res.conversational
+    assert read_jsonl(out) == [
+        {"prompt": r["prompt"][0]["content"], **{k: r[k][0]["content"] for k in r if k != "prompt"}}
+        for r in rows
+    ]
 
 
 def test_preference_export_is_conversational_when_a_prompt_is_a_chat(
@@ -109,7 +126,7 @@ def test_preference_export_is_conversational_when_a_prompt_is_a_chat(
     store = project_with_prompts
     s = rated_project(store, chat=True)
     out = tmp_path / "pairs.jsonl"
-    res = export_ratings(store, out, "preference")
+    res = export_ratings(store, out, "preference", plain=True)  # a string cannot hold a chat
     assert res.conversational
     rows = read_jsonl(out)
     chat = [r for r in rows if r["prompt"][0]["role"] == "system"]
@@ -153,6 +170,10 @@ def test_unpaired_export_is_kto_format(project_with_prompts, tmp_path):
     assert ds.num_rows == res.rows == len(data.unpaired_examples(store, aggregate=True))
     assert set(ds["label"]) == {True, False}
     assert all(isinstance(x, bool) for x in ds["label"])
+    row = read_jsonl(out)[0]
+    assert (row["prompt"][0]["role"], row["completion"][0]["role"]) == ("user", "assistant")
+    export_ratings(store, out, "unpaired", plain=True)
+    assert isinstance(read_jsonl(out)[0]["completion"], str)
 
 
 def test_sft_export_prompt_completion_or_messages(project_with_prompts, tmp_path):
@@ -160,6 +181,10 @@ def test_sft_export_prompt_completion_or_messages(project_with_prompts, tmp_path
     rated_project(store)
     out = tmp_path / "sft.jsonl"
     export_ratings(store, out, "sft")
+    assert read_jsonl(out) == [
+        {"messages": user("Write a short poem about the sea.") + assistant("a better one")}
+    ]
+    export_ratings(store, out, "sft", plain=True)
     assert read_jsonl(out) == [
         {"prompt": "Write a short poem about the sea.", "completion": "a better one"}
     ]
@@ -173,7 +198,7 @@ def test_sft_export_prompt_completion_or_messages(project_with_prompts, tmp_path
         sample_ids=[original, rewrite],
         value={"original": original, "rewrite": rewrite},
     )
-    export_ratings(store, out, "sft")
+    export_ratings(store, out, "sft", plain=True)
     rows = read_jsonl(out)
     assert all(list(r) == ["messages"] for r in rows)
     assert rows[-1]["messages"][-1] == {"role": "assistant", "content": "Hi."}
@@ -300,6 +325,7 @@ def test_include_superseded_and_annotator_filter(project_with_prompts, tmp_path)
         ("jsonl", {"min_agreement": 0.5}, "--min-agreement applies to"),
         ("preference", {"include_superseded": True}, "--include-superseded applies to"),
         ("preference", {"min_agreement": 1.5}, r"fraction in \[0, 1\]"),
+        ("csv", {"plain": True}, "--plain applies to preference, unpaired, sft"),
         ("xml", {}, "not one of"),
     ],
 )
@@ -353,35 +379,28 @@ def test_export_command_runs_from_main(project_with_prompts, tmp_path, capsys):
     rated_project(store)
     out = tmp_path / "pairs.jsonl"
     db = str(store.path)
-    assert (
-        main.main(["--db", db, "export", "ratings", "--format", "preference", "-o", str(out)]) == 0
-    )
-    assert "rows written" in capsys.readouterr().out
+    args = ["--db", db, "export", "ratings", "--format", "preference", "-o", str(out)]
+    assert main.main(args) == 0
+    assert "as preference (conversational)" in capsys.readouterr().out
+    assert main.main([*args, "--plain"]) == 0
+    assert "as preference (plain strings)" in capsys.readouterr().out
+    assert isinstance(read_jsonl(out)[0]["prompt"], str)
     args = ["--db", db, "export", "ratings", "--format", "jsonl", "-o", str(out)]
     assert main.main([*args, "--annotator", "nobody"]) == 2
     assert "no ratings by nobody" in capsys.readouterr().err
 
 
 # ---- TRL takes the file unchanged --------------------------------------------------------------------
-@pytest.mark.parametrize("chat", [False, True], ids=["strings", "conversational"])
-def test_exported_pairs_train_one_trl_dpo_step(
-    project_with_prompts, tmp_path, tiny_model_dir, chat
-):
-    pytest.importorskip("trl")
+def trl_dpo(tmp_path, model_dir, dataset_path, max_steps=1):
+    """TRL's DPOTrainer on a file we exported: its train_dataset is the data tokenized its way."""
     datasets = pytest.importorskip("datasets")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    store = project_with_prompts
-    rated_project(store, chat=chat)
-    out = tmp_path / "pairs.jsonl"
-    assert export_ratings(store, out, "preference").conversational == chat
-    ds = datasets.load_dataset("json", data_files=str(out), split="train")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ds = datasets.load_dataset("json", data_files=str(dataset_path), split="train")
     config = DPOConfig(
         output_dir=str(tmp_path / "trl"),
-        max_steps=1,
+        max_steps=max_steps,
         per_device_train_batch_size=2,
         max_length=64,
         report_to=[],
@@ -390,71 +409,70 @@ def test_exported_pairs_train_one_trl_dpo_step(
         logging_steps=1,
         dataloader_num_workers=0,
     )
-    trainer = DPOTrainer(model=model, args=config, train_dataset=ds, processing_class=tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return DPOTrainer(model=model, args=config, train_dataset=ds, processing_class=tokenizer)
+
+
+@pytest.mark.parametrize(
+    ("plain", "chat"), [(True, False), (False, True)], ids=["plain strings", "conversational"]
+)
+def test_exported_pairs_train_one_trl_dpo_step(
+    project_with_prompts, tmp_path, tiny_model_dir, plain, chat
+):
+    pytest.importorskip("trl")
+    store = project_with_prompts
+    rated_project(store, chat=chat)
+    out = tmp_path / "pairs.jsonl"
+    assert export_ratings(store, out, "preference", plain=plain).conversational == (not plain)
+    trainer = trl_dpo(tmp_path, tiny_model_dir, out)
     result = trainer.train()
     assert result.global_step == 1
     assert any("loss" in log for log in trainer.state.log_history)
 
 
-# ---- checkpoints ------------------------------------------------------------------------------------
-def save_checkpoint(store, tmp_path, tiny_model_dir, *, adapter=False, kind="policy", drop=()):
-    """What a training run leaves: a folder, a run row, metrics rows and a checkpoint row."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_trl_dpo_sees_the_token_ids_our_dpo_trains_on(
+    project_with_prompts, tmp_path, tiny_model_dir
+):
+    """A plain-prompt project's preference export, tokenized by TRL's DPOTrainer, gives the
+    prompt, chosen and rejected ids core/training/dpo.py trains on (pair_seqs): the prompt through
+    the chat template, the response, the end-of-turn token. TRL also keeps what the template writes
+    after that token (a newline here), which generation never produces; nothing else differs.
+    With --plain, TRL sees prompts without the template: the mismatch the default avoids."""
+    pytest.importorskip("trl")
+    from types import SimpleNamespace
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    folder = tmp_path / "checkpoints" / f"{kind}-{'adapter' if adapter else 'full'}"
-    torch.manual_seed(1)
-    if kind == "reward":
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+    from core.models import load_tokenizer
+    from core.training.objective import pair_seqs
 
-        config = AutoConfig.from_pretrained(tiny_model_dir, num_labels=1)
-        model = AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    if adapter:
-        from peft import LoraConfig, get_peft_model
+    store = project_with_prompts
+    rated_project(store)  # plain prompts only
+    out = tmp_path / "pairs.jsonl"
+    export_ratings(store, out, "preference")
+    trl_rows = trl_dpo(tmp_path, tiny_model_dir, out).train_dataset
+    tok = load_tokenizer(str(tiny_model_dir))
+    ctx = SimpleNamespace(store=store, tokenizer=tok, config=SimpleNamespace(max_length=1024))
+    ours = pair_seqs(ctx, data.preference_pairs(store, aggregate=True), eos=True)
+    turn = tok.apply_chat_template(user("x") + assistant("MARK"), tokenize=False)
+    after_eos = turn.split("MARK" + tok.eos_token, 1)[1]
+    assert after_eos == "\n"
+    tail = tok(after_eos, add_special_tokens=False)["input_ids"]
+    assert len(trl_rows) == len(ours) >= 5
+    for row, (chosen, rejected) in zip(trl_rows, ours, strict=True):
+        assert row["prompt_ids"] == chosen.prompt == rejected.prompt
+        assert row["chosen_ids"] == chosen.completion + tail
+        assert row["rejected_ids"] == rejected.completion + tail
+        assert chosen.completion[-1] == tok.eos_token_id
 
-        lora = LoraConfig(
-            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-        )
-        model = get_peft_model(model, lora)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    config = {"algo": "dpo", "lr": 3e-05, "beta": 0.1, "lora": adapter, "batch_size": 8}
-    (folder / "run_config.json").write_text(json.dumps(config))
-    (folder / "optimizer.safetensors").write_bytes(b"state for resuming")
-    (folder / "checkpoint.json").write_text("{}")
-    for name in drop:
-        (folder / name).unlink()
-    rating_ids = [r[0] for r in store.conn.execute("SELECT id FROM ratings")]
-    run_id = store.create_run("dpo", config, str(tiny_model_dir), rating_ids)
-    store.log_metrics(run_id, 10, {"loss": 0.42, "rewards/accuracies": 0.75})
-    from core.checkpoints import sha256_file, weights_file
-
-    return store.add_checkpoint(
-        run_id=run_id,
-        step=10,
-        kind=kind,
-        path=str(folder),
-        sha256=sha256_file(weights_file(folder)),
-        base_model=str(tiny_model_dir),
-        adapter=adapter,
-        metrics={"loss": 0.42},
+    export_ratings(store, out, "preference", plain=True)
+    plain_rows = trl_dpo(tmp_path, tiny_model_dir, out).train_dataset
+    assert all(
+        row["prompt_ids"] != chosen.prompt
+        for row, (chosen, _) in zip(plain_rows, ours, strict=True)
     )
 
 
-def generates_a_token(model, folder: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    enc = tok("The sea", return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=1, do_sample=False)
-    assert out.shape[1] == enc["input_ids"].shape[1] + 1
-
-
+# ---- checkpoints ------------------------------------------------------------------------------------
 def test_full_checkpoint_export_loads_and_generates(project_with_prompts, tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

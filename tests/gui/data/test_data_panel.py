@@ -158,6 +158,10 @@ def test_export_preference_writes_the_pairs_training_would_use(qtbot, panel_setu
     assert panel.export_box.progress.isHidden()
     assert panel.export_box.button.text() == "Export ratings…"
     assert panel.export_form.include_superseded.isHidden()  # training rows are never undone
+    assert rows[0]["chosen"][0]["role"] == "assistant"  # TRL's conversational form
+    assert run_job(qtbot, panel, "export", lambda: panel.export_to(out, plain=True))
+    assert isinstance(json.loads(out.read_text(encoding="utf-8").splitlines()[0])["chosen"], str)
+    assert "conversational" not in panel.export_box.result.text()
 
 
 def test_export_raw_of_chosen_annotators_anonymised(qtbot, panel_setup, tmp_path):
@@ -209,6 +213,42 @@ def test_export_checkpoint_writes_a_folder_with_a_model_card(qtbot, panel_setup,
     assert f"checkpoint:{cid} (policy, full) exported to {out}" in (
         panel.checkpoint_box.result.text()
     )
+
+
+def test_export_checkpoint_as_gguf_through_the_form(qtbot, panel_setup, tmp_path, tiny_model_dir):
+    """The form's GGUF choice and quantization run the export in a Task: the file loads back as a
+    model, its card sits beside it, and a reward checkpoint cannot be chosen for GGUF."""
+    import gguf
+
+    from core.checkpoints import sha256_file, weights_file
+    from core.models import load_model
+
+    panel, ctx, store = panel_setup
+    sha = sha256_file(weights_file(tiny_model_dir))
+    common = {"run_id": None, "path": str(tiny_model_dir), "sha256": sha, "base_model": "default"}
+    reward = store.add_checkpoint(step=4, kind="reward", adapter=False, **common)
+    cid = store.add_checkpoint(step=5, kind="policy", adapter=False, **common)
+    with qtbot.waitSignal(panel.stats_updated, timeout=WAIT_MS):
+        ctx.data_changed.emit()
+    form = panel.checkpoint_form
+    form.select(reward)
+    assert form.fmt() == "hf" and not form.format.isEnabled()
+    form.select(cid)
+    form.set_format("gguf", "q8_0")
+    assert form.quant.isVisibleTo(panel) and not form.merged.isVisibleTo(panel)
+    out = tmp_path / "out" / "tiny.gguf"
+    seen = []
+    panel.checkpoint_box.progress.valueChanged.connect(seen.append)
+    assert run_job(qtbot, panel, "checkpoint", lambda: panel.export_checkpoint_to(out, cid))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.README.md", "tiny.gguf"]
+    assert panel.checkpoint_box.result.text().startswith(
+        f"checkpoint:{cid} (full) exported to {out} as q8_0 GGUF"
+    )
+    assert seen and max(seen) > 0  # progress went tensor by tensor
+    file_type = gguf.GGUFReader(out).fields["general.file_type"].contents()
+    assert file_type == gguf.LlamaFileType.MOSTLY_Q8_0
+    assert load_model(str(out)).model.config.num_hidden_layers == 2
+    assert "ollama create tiny" in (out.parent / "tiny.README.md").read_text(encoding="utf-8")
 
 
 # ---- merge --------------------------------------------------------------------------------------
