@@ -42,16 +42,13 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _fp32_on_cpu(monkeypatch):
     """load_model on a CPU would time the tiny model in fp32 and bf16 (noise, a second a load)
-    and might pick either: tests get fp32, as an inconclusive measurement does. Tests of the
-    measuring itself set ``precision.calibrate`` or pass ``calibrate_fn``."""
+    and might pick either: tests get fp32 as asked for. Tests of the measuring itself
+    (tests/core/models/test_precision.py) put ``precision.cpu_dtype`` back."""
+    import torch
+
     from core.models import precision
-    from core.models.calibration import KINDS, Calibration
 
-    def fp32(model_or_config, **kwargs):
-        choice = dict.fromkeys(KINDS, "fp32")
-        return Calibration({}, {}, {}, {}, choice, 0, 0.0, 1, conclusive=False)
-
-    monkeypatch.setattr(precision, "calibrate", fp32)
+    monkeypatch.setattr(precision, "cpu_dtype", lambda *a, **kw: (torch.float32, "default"))
 
 
 @pytest.fixture

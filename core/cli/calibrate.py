@@ -85,7 +85,7 @@ def describe(choice: PrecisionChoice, spec: str) -> str:
         )
     else:
         lines.append(
-            "Inconclusive (the machine may be busy): fp32 until measured again; nothing saved. "
-            f"Try a longer --budget than {cal.seconds:.0f} s."
+            "Inconclusive (the machine may be busy): an earlier measurement stays in use, else "
+            f"fp32. Try a longer --budget than {cal.seconds:.0f} s."
         )
     return "\n".join(lines)

@@ -43,6 +43,7 @@ __all__ = [
 ]
 CACHE_NAME = "precision.json"
 CACHE_VERSION = 1
+MAX_INCONCLUSIVE = 3  # starts that try to measure on a busy machine before fp32 stays
 _X86_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 _ARM_FLAGS = ("asimdhp", "bf16", "i8mm", "sve", "sve2", "svebf16")
 _MAC_FLAGS = {
@@ -135,7 +136,8 @@ def cache_key(identity: dict[str, Any], arch: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class PrecisionChoice:
     """The dtype for generation and for forward (reference, reward) passes, and where it came
-    from: ``cuda``/``mps`` (fixed), ``cache`` or ``measured`` (a CPU calibration)."""
+    from: ``cuda``/``mps`` (fixed), ``cache`` or ``measured`` (a CPU calibration), or
+    ``inconclusive`` (fp32: no calibration fitted its budget)."""
 
     generate: torch.dtype
     forward: torch.dtype
@@ -170,22 +172,29 @@ def precision_for(
     identity, arch = cpu_identity(), architecture(model_or_config)
     key, path = cache_key(identity, arch), Path(data_dir) / CACHE_NAME
     entries = read_cache(path)
-    if not recalibrate and key in entries:
+    entry = {} if recalibrate else entries.get(key, {})
+    if "calibration" in entry:
         try:
-            return _choice(Calibration.from_dict(entries[key]["calibration"]), "cache")
+            return _choice(Calibration.from_dict(entry["calibration"]), "cache")
         except (AttributeError, KeyError, TypeError, ValueError) as e:  # measured again
             log.warning("%s: entry %s unreadable (%s); calibrating again", path, key, e)
+    tries = entry.get("inconclusive", 0) if isinstance(entry.get("inconclusive"), int) else 0
+    if tries >= MAX_INCONCLUSIVE:  # a machine this busy at every start: fp32 until asked again
+        return PrecisionChoice(torch.float32, torch.float32, "inconclusive")
     if on_measure is not None:
         on_measure()
     cal = (calibrate_fn or calibrate)(model_or_config, tokenizer=tokenizer)
+    record: dict[str, Any] = {"identity": identity, "architecture": arch}
     if cal.conclusive:
-        entries[key] = {
-            "identity": identity,
-            "architecture": arch,
-            "calibration": asdict(cal),
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        record["calibration"] = asdict(cal)
+    else:
+        record["inconclusive"] = tries + 1
+    record["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if cal.conclusive or "calibration" not in entries.get(key, {}):  # a good one stays
+        entries[key] = record
         write_cache(path, entries)
+    if not cal.conclusive:
+        return PrecisionChoice(torch.float32, torch.float32, "inconclusive", cal)
     return _choice(cal, "measured")
 
 
@@ -193,7 +202,9 @@ def cpu_dtype(
     model: Any, tokenizer: Any, progress: Callable[[str, float | None], None] | None = None
 ) -> tuple[torch.dtype, str]:
     """The dtype ``load_model`` runs a model in on a CPU when none was asked for (the measured
-    generation choice) and where it came from: ``cache`` or ``measured``."""
+    generation choice) and where it came from: ``cache``, ``measured`` or ``inconclusive``
+    (fp32: the measurement did not fit its budget; tried again at the next start, at most
+    ``MAX_INCONCLUSIVE`` times, and always by the ``calibrate`` command)."""
 
     def say() -> None:
         if progress is not None:

@@ -150,10 +150,23 @@ def test_recalibrate_measures_again(tiny: Any, tmp_path: Path) -> None:
     assert precision_for(tiny, tmp_path, calibrate_fn=fake).generate == torch.float32
 
 
-def test_inconclusive_calibration_is_not_cached(tiny: Any, tmp_path: Path) -> None:
+def test_an_inconclusive_calibration_is_tried_again_a_few_times(tiny: Any, tmp_path: Path) -> None:
     fake = FakeCalibrate(conclusive=False)
-    precision_for(tiny, tmp_path, calibrate_fn=fake)
-    assert not (tmp_path / CACHE_NAME).exists()
+    for _ in range(precision.MAX_INCONCLUSIVE):
+        choice = precision_for(tiny, tmp_path, calibrate_fn=fake)
+        assert (choice.generate, choice.source) == (torch.float32, "inconclusive")
+    assert len(fake.calls) == precision.MAX_INCONCLUSIVE
+    (entry,) = json.loads((tmp_path / CACHE_NAME).read_text())["entries"].values()
+    assert entry["inconclusive"] == precision.MAX_INCONCLUSIVE and "calibration" not in entry
+    choice = precision_for(tiny, tmp_path, calibrate_fn=fake)  # a busy machine: no more waiting
+    assert choice.source == "inconclusive" and len(fake.calls) == precision.MAX_INCONCLUSIVE
+    fake.conclusive = True  # asked for (the calibrate command): measured, and kept
+    assert precision_for(tiny, tmp_path, recalibrate=True, calibrate_fn=fake).source == "measured"
+    assert precision_for(tiny, tmp_path, calibrate_fn=fake).source == "cache"
+    fake.conclusive = False  # asked for again on a busy machine: the good measurement stays
+    again = precision_for(tiny, tmp_path, recalibrate=True, calibrate_fn=fake)
+    assert again.source == "inconclusive"
+    assert precision_for(tiny, tmp_path, calibrate_fn=fake).generate == torch.bfloat16
 
 
 def test_an_unwritable_data_dir_still_gives_a_choice(tiny: Any, tmp_path: Path) -> None:
@@ -303,14 +316,26 @@ def test_cpu_identity() -> None:
 
 
 # ---- load_model and the calibrate command ---------------------------------------------------------
+REAL_CPU_DTYPE = precision.cpu_dtype  # tests/conftest.py replaces it for every other test
+
+
+@pytest.fixture
+def measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCalibrate:
+    """load_model's own measuring, with a fake calibration and a data dir of this test's."""
+    monkeypatch.setenv("RLHF_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(precision, "cpu_dtype", REAL_CPU_DTYPE)
+    fake = FakeCalibrate(generate=1.6, forward=1.3)
+    monkeypatch.setattr(precision, "calibrate", fake)
+    return fake
+
+
 def test_load_model_on_a_cpu_uses_the_measured_precision(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, measuring: FakeCalibrate
 ) -> None:
     from core.models import load_model
     from core.paths import data_dir
 
-    fake = FakeCalibrate(generate=1.6)
-    monkeypatch.setattr(precision, "calibrate", fake)
+    fake = measuring
     said: list[str] = []
     first = load_model(str(tiny_model_dir), device="cpu", progress=lambda m, f: said.append(m))
     assert first.dtype == torch.bfloat16 and first.precision == "measured"
@@ -330,12 +355,11 @@ def test_load_model_on_a_cpu_uses_the_measured_precision(
 
 
 def test_generated_samples_record_the_measured_dtype(
-    tiny_model_dir: Path, project_with_prompts: Any, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, project_with_prompts: Any, measuring: FakeCalibrate
 ) -> None:
     from core.generation import GenerationParams, generate_samples
     from core.models import load_model
 
-    monkeypatch.setattr(precision, "calibrate", FakeCalibrate(generate=1.6))
     loaded = load_model(str(tiny_model_dir), device="cpu")
     params = GenerationParams(per_prompt=2, max_new_tokens=4, seed=1)
     (progress,) = list(generate_samples(project_with_prompts, loaded, params, limit=1))
@@ -346,13 +370,12 @@ def test_generated_samples_record_the_measured_dtype(
 
 
 def test_the_calibrate_command_measures_again(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    tiny_model_dir: Path, tmp_path: Path, measuring: FakeCalibrate, capsys: Any
 ) -> None:
     from core.cli import build_parser, run
     from core.paths import data_dir
 
-    fake = FakeCalibrate(generate=1.6, forward=1.3)
-    monkeypatch.setattr(precision, "calibrate", fake)
+    fake = measuring
     db = str(tmp_path / "p.db")
     args = build_parser().parse_args(["--db", db, "calibrate", "--model", str(tiny_model_dir)])
     assert run(args) == 0
