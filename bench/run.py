@@ -33,6 +33,7 @@ SCRIPTS = (
     ("memory", "bench.memory", 10),
     ("latency", "bench.latency", 20),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
+    ("dpo_whole", "bench.dpo_whole", 40),
     ("learning", "bench.learning.run", 100),
 )
 
