@@ -3,11 +3,11 @@
 An objective turns the run's ratings into token sequences once, says how the reference model
 contributes (``prepare``: reference log-probs never change, so each example's are computed once,
 when a step first uses it, and kept; core/training/reference.py), and then gives the loss of a
-*part*: a micro-batch of example indices is cut into
-forward passes of at most ``forward_tokens`` tokens (``parts``), each weighted by its share, so
-memory stays bounded and the gradient is that of the whole micro-batch. The loop in
-core/training/loop.py owns everything else (batches, optimizer, checkpoints). One module per
-objective: reward, dpo, kto, reinforce, rloo; core/training/registry.py lists them.
+*part*: a micro-batch of example indices is cut into forward passes of at most ``forward_tokens``
+tokens (``parts``), each weighted by its share, so memory stays bounded and the gradient is that
+of the whole micro-batch. The loop in core/training/loop.py owns everything else (batches,
+optimizer, checkpoints). One module per objective: reward, dpo, kto, reinforce, rloo;
+core/training/registry.py lists them.
 """
 
 from __future__ import annotations

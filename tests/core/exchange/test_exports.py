@@ -424,6 +424,7 @@ def save_checkpoint(store, tmp_path, tiny_model_dir, *, adapter=False, kind="pol
     config = {"algo": "dpo", "lr": 3e-05, "beta": 0.1, "lora": adapter, "batch_size": 8}
     (folder / "run_config.json").write_text(json.dumps(config))
     (folder / "optimizer.safetensors").write_bytes(b"state for resuming")
+    (folder / "reference_logps.safetensors").write_bytes(b"reference log-probs for resuming")
     (folder / "checkpoint.json").write_text("{}")
     for name in drop:
         (folder / name).unlink()
@@ -467,7 +468,7 @@ def test_full_checkpoint_export_loads_and_generates(project_with_prompts, tmp_pa
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= names
     assert "tokenizer_config.json" in names and "optimizer.safetensors" not in names
-    assert "checkpoint.json" not in names
+    assert "checkpoint.json" not in names and "reference_logps.safetensors" not in names
     generates_a_token(AutoModelForCausalLM.from_pretrained(out), out)
     card = (out / "README.md").read_text(encoding="utf-8")
     for text in (
