@@ -7,9 +7,9 @@ run is a warm-up and is not counted: seconds per step is the mean of the others.
 are the same for both (8 pairs of prompt + chosen and prompt + rejected, at the data set's mean
 length), so tokens/s = tokens per step / seconds per step.
 
-What differs by design: our trainer computes the reference log-probs once per run (they never
-change) and reports that pass in the setup time; TRL's default computes them with a reference
-model in every step. TRL can precompute them too (``precompute_ref_log_probs``), which the
+What differs by design: our trainer computes each pair's reference log-probs once per run (they
+never change), for the pairs the run's steps use; with full fine-tuning that pass comes before the
+first step, in the setup time. TRL's default computes them with a reference model in every step. TRL can precompute them too (``precompute_ref_log_probs``), which the
 ``--trl-precompute`` run measures when asked.
 """
 
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.pairs} pairs, batch {BATCH}, max length {MAX_LENGTH}, full fine-tuning, fp32, "
         f"CPU, lr {LR:g} linear with 10% warmup, {args.steps} optimizer steps per run (the first "
         f"not counted), {tokens:.0f} tokens per step. Setup = loading, tokenizing and (ours) the "
-        "one reference pass; TRL runs its reference model inside every step."
+        "reference pass over the pairs the steps use; TRL runs its reference model inside every "
+        "step."
     )
     return finish(res, args)
 

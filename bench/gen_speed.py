@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     reps = pick(args, 3, 1, 1)
     k, new = pick(args, K, K, 2), pick(args, NEW_TOKENS, NEW_TOKENS, 6)
     n_prompts = pick(args, 4, 4, 2)
-    lm = load_model(args.model)
+    lm = load_model(args.model, dtype="fp32")  # plain and ours in fp32; bf16 is its own variant
     lm_bf16 = load_model(args.model, dtype="bf16")
     all_threads = torch.get_num_threads()
     gui_threads = background_threads(all_threads)

@@ -14,7 +14,16 @@ from typing import Any
 
 from bench.common import BENCH_DIR, REPO
 
-ORDER = ("gen_speed", "dpo_vs_trl", "learning", "latency", "store_speed", "memory", "cold_start")
+ORDER = (
+    "gen_speed",
+    "dpo_vs_trl",
+    "dpo_whole",
+    "learning",
+    "latency",
+    "store_speed",
+    "memory",
+    "cold_start",
+)
 STATUS = {
     "pass": "pass",
     "short": "**short**",
@@ -334,6 +343,8 @@ DETAILS = {
     "gen_speed": _gen_details,
     "store_speed": _store_details,
     "dpo_vs_trl": _table_details,
+    "dpo_whole": _table_details,
+    "cuda": _table_details,
     "learning": _table_details,
     "latency": _table_details,
     "memory": _table_details,

@@ -34,6 +34,7 @@ SCRIPTS = (
     ("latency", "bench.latency", 20),
     ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
     ("diagnostics", "bench.diagnostics", 20),
+    ("dpo_whole", "bench.dpo_whole", 40),
     ("learning", "bench.learning.run", 100),
 )
 

@@ -11,6 +11,7 @@ Layout (``<project>`` is the project file's name without ``.db``)::
         metrics.jsonl             one {"step": s, name: value, ...} line per step so far
         trainer_state.json        step, total steps, scheduler state, optimizer param groups
         optimizer.safetensors     AdamW moments; kept in the newest checkpoint of a run only
+        reference_logps.safetensors  reference log-probs per example so far (resume reuses them)
 
 A full *policy* folder loads with ``AutoModelForCausalLM.from_pretrained(folder)``; a full *reward*
 folder with ``AutoModelForSequenceClassification.from_pretrained(folder)`` (one label). An adapter

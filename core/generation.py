@@ -182,16 +182,27 @@ def _sample_with_generate(
         if params.temperature > 0
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
-    out = model.generate(
-        **enc,
-        max_new_tokens=params.max_new_tokens,
-        pad_token_id=tok.pad_token_id,
-        stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-        **sampling,
-    )
+    # generate's prefill slices the last position as a strided view (slow on a CPU, see above)
+    head = model.get_output_embeddings()
+    hook = head.register_forward_pre_hook(_contiguous) if head is not None else None
+    try:
+        out = model.generate(
+            **enc,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+            **sampling,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
     if cancel is not None and cancel.is_set():
         raise GenerationCancelled
     return out[:, enc["input_ids"].shape[1] :].tolist()  # (B, T_new)
+
+
+def _contiguous(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
 
 
 def _sample_shared_prefill(
@@ -253,11 +264,11 @@ def sample_continuations(
     mask = attention_mask  # (P, T) left-padded
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    extra = (
-        {"logits_to_keep": 1}
-        if "logits_to_keep" in inspect.signature(model.forward).parameters
-        else {}
-    )
+    extra = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        # the last position's logits only, picked by an index tensor (a contiguous copy): the
+        # int form slices a strided view, which CPU linear layers run slowly, bf16 most
+        extra["logits_to_keep"] = torch.tensor([input_ids.shape[1] - 1], device=dev)
     out = model(
         input_ids=input_ids,
         attention_mask=mask,

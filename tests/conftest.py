@@ -39,6 +39,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _fp32_on_cpu(monkeypatch):
+    """load_model on a CPU would time the tiny model in fp32 and bf16 (noise, a second a load)
+    and might pick either: tests get fp32 as asked for. Tests of the measuring itself
+    (tests/core/models/test_precision.py) put ``precision.cpu_dtype`` back."""
+    import torch
+
+    from core.models import precision
+
+    monkeypatch.setattr(precision, "cpu_dtype", lambda *a, **kw: (torch.float32, "default"))
+
+
 @pytest.fixture
 def store(tmp_path):
     from core.store import ProjectStore

@@ -15,6 +15,8 @@ SCRIPTS = (
     "bench.gen_speed",
     "bench.store_speed",
     "bench.dpo_vs_trl",
+    "bench.dpo_whole",
+    "bench.cuda",
     "bench.memory",
     "bench.cold_start",
     "bench.latency",
@@ -137,3 +139,14 @@ def test_a_non_default_setting_is_reported_beside_the_defaults(capsys):
     with pytest.raises(SystemExit):
         run.main(["--smoke", "--set", "rollouts_per_sampling=4"])  # no RUN: prefix
     assert "write RUN:FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_the_cuda_bench_skips_without_cuda(monkeypatch, tmp_path, capsys):
+    import torch
+
+    from bench import cuda
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "cuda.json"
+    assert cuda.main(["--out", str(out)]) == {}
+    assert not out.exists() and "no CUDA device here" in capsys.readouterr().err

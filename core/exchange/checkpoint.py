@@ -32,6 +32,7 @@ _TRAINING_ONLY = (
     "rng_state",
     "trainer_state",
     "training_state",
+    "reference_logps",
     "training_args",
     "checkpoint.json",
 )

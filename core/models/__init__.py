@@ -2,6 +2,8 @@
 
 - ``specs``: what a user types (``default``, a folder, a ``.gguf`` file, a hub id,
   ``checkpoint:ID``), the device and the precision.
+- ``precision`` (+ ``calibration``): which dtype a model runs in on a CPU, measured once per CPU,
+  torch version and model shape and cached in the data dir.
 - ``default``: the embedded SmolLM2-135M-Instruct, converted once from its GGUF file.
 - ``tokens``: tokenizers parsed once and shared; every encode and decode holds one lock.
 - ``loading``: ``load_model(spec)``, checkpoints of the project included (an adapter's base model

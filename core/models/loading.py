@@ -14,6 +14,7 @@ import torch
 
 from core.checkpoints import verify
 from core.errors import ModelLoadError
+from core.models import precision
 from core.models.default import default_model_dir, load_gguf
 from core.models.specs import ModelSpec, Progress, parse_dtype, parse_spec, pick_device
 from core.models.tokens import TOKENIZER_LOCK, load_tokenizer, prepare_tokenizer
@@ -32,10 +33,14 @@ class LoadedModel:
     checkpoint_id: int | None = None
     source: str = ""  # the folder or file the weights came from
     info: dict[str, Any] = field(default_factory=dict)
+    precision: str = "asked"  # where the dtype came from: asked, default, cache or measured
 
     @property
     def device_label(self) -> str:
-        return f"{self.device.type} ({str(self.dtype).replace('torch.', '')})"
+        """``cpu (bfloat16, measured)``: the device, the dtype, and whether this CPU's speed
+        chose it (the status bar and the CLI show it)."""
+        how = ", measured" if self.precision in ("cache", "measured") else ""
+        return f"{self.device.type} ({str(self.dtype).replace('torch.', '')}{how})"
 
 
 def load_model(
@@ -47,10 +52,14 @@ def load_model(
     trust_remote_code: bool = False,
     progress: Progress | None = None,
 ) -> LoadedModel:
-    """Load a causal LM for generation or training. Raises ModelLoadError with a clear message."""
+    """Load a causal LM for generation or training. Raises ModelLoadError with a clear message.
+
+    ``dtype`` None or ``auto``: bf16 on CUDA that has it, fp16 on MPS, and on a CPU the precision
+    measured to generate faster on this CPU (core.models.precision: loaded in fp32, then cast)."""
     parsed = parse_spec(spec)
     dev = pick_device(device)
     dt = parse_dtype(dtype, dev)
+    how = "asked" if dtype and dtype != "auto" else "default"
     checkpoint_id = None
     if parsed.kind == "checkpoint":
         if store is None:
@@ -74,9 +83,14 @@ def load_model(
     model.to(dev)
     model.eval()
     prepare_tokenizer(tokenizer, model)
+    if how == "default" and dev.type == "cpu":
+        dt, how = precision.cpu_dtype(model, tokenizer, progress)
+        model.to(dt)
     if progress:
-        progress(f"Model {spec_text} ready on {dev.type}.", 1.0)
-    return LoadedModel(model, tokenizer, dev, dt, spec_text, checkpoint_id, str(source))
+        progress(f"Model {spec_text} ready on {dev.type} ({DTYPE_NAMES[dt]}).", 1.0)
+    loaded = LoadedModel(model, tokenizer, dev, dt, spec_text, checkpoint_id, str(source))
+    loaded.precision = how
+    return loaded
 
 
 def _load_plain(

@@ -74,7 +74,8 @@ def pick_device(override: str | None = None) -> torch.device:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA that supports it, fp16 on MPS, fp32 on a CPU (docs/design.md, precision)."""
+    """bf16 on CUDA that supports it, fp16 on MPS; fp32 to load in on a CPU, where load_model
+    then measures which precision is faster (core.models.precision; docs/design.md)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "mps":

@@ -102,30 +102,25 @@ class Context:
 
     def reference_pass(
         self,
+        indices: Sequence[int],
         lengths: Sequence[int],
         fn: Callable[[list[int]], list[torch.Tensor]],
         seqs_per_item: int = 1,
-    ) -> list[torch.Tensor]:
-        """``fn`` over all example indices under the reference model, without gradients.
+        check_cancel: bool = False,
+    ) -> dict[int, torch.Tensor]:
+        """``fn`` over example ``indices`` under the reference model: index -> its result.
 
+        Inference mode and the model in eval mode, so no gradient is tracked and no activation
+        is recomputed (transformers checkpoints layers only in training mode with gradients on).
         Examples go in length order (little padding), in passes of bounded size (no activations
-        are kept, so twice the training budget), split across ranks; results are gathered so
-        every rank holds all of them. It looks at the cancel flag before every pass: on a CPU
-        this pass over a few hundred pairs takes about a minute.
+        are kept, so twice the training budget). With ``check_cancel`` it looks at the cancel
+        flag before every pass (a long pass before the first step must not delay Stop).
         """
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        acc = self.accelerator
-        mine = order[acc.process_index :: acc.num_processes]
         out: dict[int, torch.Tensor] = {}
         with torch.inference_mode(), self.reference():
-            for chunk in self.parts(mine, lengths, seqs_per_item, budget_factor=2):
-                self.check_cancel()
+            for chunk in self.parts(indices, lengths, seqs_per_item, budget_factor=2):
+                if check_cancel:
+                    self.check_cancel()
                 out.update(zip(chunk, [t.detach().cpu() for t in fn(chunk)], strict=True))
         # inference tensors cannot enter autograd: clone them outside inference mode
-        results = {i: t.clone() for i, t in out.items()}
-        if acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            pairs = gather_object([(i, t.tolist()) for i, t in results.items()])
-            results = {i: torch.tensor(v) for i, v in pairs}
-        return [results[i] for i in range(len(lengths))]
+        return {i: t.clone() for i, t in out.items()}

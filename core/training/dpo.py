@@ -1,4 +1,4 @@
-"""DPO (sigmoid, cDPO label smoothing, IPO) on preference pairs; reference log-probs once per run."""
+"""DPO (sigmoid, cDPO label smoothing, IPO) on preference pairs; reference log-probs once per pair."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from core.losses import dpo_loss
 from core.models.batching import CompletionLogps, policy_logps
 from core.training.context import Context, Tally
 from core.training.objective import Objective, pair_seqs, preference_pairs
+from core.training.reference import ReferenceLogps
 
 
 class DPOObjective(Objective):
-    """DPO (sigmoid / cDPO / IPO); reference log-probs once per run; chosen+rejected in one pass."""
+    """DPO (sigmoid / cDPO / IPO); reference log-probs once per pair; chosen+rejected in one pass."""
 
     metric_names = (
         "loss",
@@ -32,7 +33,6 @@ class DPOObjective(Objective):
         self.examples = preference_pairs(ctx)
         self.seqs = pair_seqs(ctx, self.examples, eos=True)
         self.item_lengths = [max(len(c), len(r)) for c, r in self.seqs]
-        self.ref = torch.zeros(len(self.seqs), 2)
         # completion tokens of (chosen, rejected): per-token log-probs are comparable across
         # lengths, which the diagnostics need to see both responses lose likelihood
         self.completion_lengths = torch.tensor(
@@ -58,12 +58,12 @@ class DPOObjective(Objective):
             c, r, _ = self._logps(ctx, raw, idx)
             return list(torch.stack([c, r], dim=1))
 
-        self.ref = torch.stack(ctx.reference_pass(self.item_lengths, ref, self.seqs_per_item))
+        self.reference = ReferenceLogps(ref, self.item_lengths, self.seqs_per_item)
 
     def loss(self, ctx: Context, idx: list[int], tally: Tally, weight: float) -> tuple[Any, int]:
         cfg = ctx.config
         pc, pr, n_tokens = self._logps(ctx, ctx.module, idx)
-        ref = self.ref[idx].to(pc.device)
+        ref = self.reference.stacked(idx).to(pc.device)
         losses, rc, rr = dpo_loss(
             pc, pr, ref[:, 0], ref[:, 1], cfg.beta, cfg.label_smoothing, cfg.loss_type
         )

@@ -12,6 +12,7 @@ from core.losses import kto_loss
 from core.models.batching import CompletionLogps, Seq, Tokens, policy_logps
 from core.training.context import Context, Tally
 from core.training.objective import Objective, data_options, need
+from core.training.reference import ReferenceLogps
 
 
 class KTOObjective(Objective):
@@ -44,7 +45,6 @@ class KTOObjective(Objective):
             max(len(s), len(k)) for s, k in zip(self.seqs, self.kl_seqs, strict=True)
         ]
         self.labels = torch.tensor([e.label for e in self.examples], dtype=torch.bool)
-        self.ref = torch.zeros(n, 2)
 
     def describe(self) -> str:
         up = int(self.labels.sum())
@@ -63,7 +63,7 @@ class KTOObjective(Objective):
             kl, _ = self._logps(ctx, raw, [self.kl_seqs[i] for i in idx])
             return list(torch.stack([seq, kl], dim=1))
 
-        self.ref = torch.stack(ctx.reference_pass(self.item_lengths, ref))
+        self.reference = ReferenceLogps(ref, self.item_lengths)
 
     def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
         # The reference point z is one number for the whole micro-batch: the policy's KL
@@ -75,7 +75,7 @@ class KTOObjective(Objective):
                 kl.update(zip(p, logps, strict=True))
                 tokens += n
         policy_kl = torch.stack([kl[i] for i in mb])
-        shared = (policy_kl, self.ref[mb, 1].to(policy_kl.device))
+        shared = (policy_kl, self.reference.stacked(mb)[:, 1].to(policy_kl.device))
         parts = super().parts(ctx, mb)
         return [((p, shared, tokens if k == 0 else 0), w) for k, (p, w) in enumerate(parts)]
 
@@ -83,7 +83,7 @@ class KTOObjective(Objective):
         cfg = ctx.config
         idx, (policy_kl, ref_kl), kl_tokens = part
         logps, n_tokens = self._logps(ctx, ctx.module, [self.seqs[i] for i in idx])
-        ref = self.ref[idx].to(logps.device)
+        ref = self.reference.stacked(idx).to(logps.device)
         up = self.labels[idx].to(logps.device)
         losses, rc, rr, kl = kto_loss(
             logps[up],

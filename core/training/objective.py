@@ -1,12 +1,13 @@
 """What every objective is: examples in, the loss of one bounded forward pass out.
 
-An objective turns the run's ratings into token sequences once, computes whatever the reference
-model contributes once (``prepare``: reference log-probs never change, so they are not recomputed
-every step), and then gives the loss of a *part*: a micro-batch of example indices is cut into
-forward passes of at most ``forward_tokens`` tokens (``parts``), each weighted by its share, so
-memory stays bounded and the gradient is that of the whole micro-batch. The loop in
-core/training/loop.py owns everything else (batches, optimizer, checkpoints). One module per
-objective: reward, dpo, kto, reinforce, rloo; core/training/registry.py lists them.
+An objective turns the run's ratings into token sequences once, says how the reference model
+contributes (``prepare``: reference log-probs never change, so each example's are computed once,
+when a step first uses it, and kept; core/training/reference.py), and then gives the loss of a
+*part*: a micro-batch of example indices is cut into forward passes of at most ``forward_tokens``
+tokens (``parts``), each weighted by its share, so memory stays bounded and the gradient is that
+of the whole micro-batch. The loop in core/training/loop.py owns everything else (batches,
+optimizer, checkpoints). One module per objective: reward, dpo, kto, reinforce, rloo;
+core/training/registry.py lists them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.errors import UserError
 from core.models.batching import Seq, Tokens, batch_schedule, steps_for
 from core.training.config import MAX_EPOCHS
 from core.training.context import Context, Tally
+from core.training.reference import ReferenceLogps
 
 
 def need(examples: list[Any], what: str, how: str) -> None:
@@ -42,6 +44,7 @@ class Objective:
     examples: list[Any]
     item_lengths: list[int]  # the longest sequence of each example (for batching)
     schedule: list[list[int]]
+    reference: ReferenceLogps | None = None  # set by ``prepare`` where the loss needs it
 
     def rating_ids(self) -> list[int]:
         return data.used_rating_ids(self.examples)
@@ -50,7 +53,8 @@ class Objective:
         return f"{len(self.examples)} examples"
 
     def prepare(self, ctx: Context) -> None:
-        """Anything computed once per run before training (reference log-probs)."""
+        """Anything set up once per run before training, after ``plan`` (e.g. ``reference``,
+        which computes each example's reference log-probs when a step first needs them)."""
 
     def steps_for(self, cfg: Any, world: int) -> int:
         """Optimizer steps for ``cfg.epochs`` passes over the examples, but at least
@@ -70,7 +74,19 @@ class Objective:
         )
 
     def micro_batches(self, ctx: Context, step: int) -> list[list[int]]:
-        """This rank's micro-batches of (0-based) optimizer step ``step``."""
+        """This rank's micro-batches of (0-based) optimizer step ``step``, with the reference
+        log-probs of the examples no earlier step used computed (one pass for the whole step)."""
+        batches = self._rank_batches(ctx, step)
+        if self.reference is not None:
+            self.reference.ensure(ctx, [i for b in batches for i in b])
+        return batches
+
+    def planned(self, ctx: Context) -> list[int]:
+        """The examples this rank's micro-batches of the whole run use."""
+        steps = len(self.schedule) // ctx.config.grad_accum
+        return sorted({i for s in range(steps) for b in self._rank_batches(ctx, s) for i in b})
+
+    def _rank_batches(self, ctx: Context, step: int) -> list[list[int]]:
         bs, ga, rank = ctx.config.batch_size, ctx.config.grad_accum, ctx.accelerator.process_index
         return [b[rank * bs : (rank + 1) * bs] for b in self.schedule[step * ga : (step + 1) * ga]]
 

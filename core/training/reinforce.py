@@ -17,6 +17,7 @@ from core.training.objective import (
     need,
     token_weighted_parts,
 )
+from core.training.reference import ReferenceLogps
 
 
 class ReinforceObjective(Objective):
@@ -44,7 +45,6 @@ class ReinforceObjective(Objective):
             self.advantages = self.rewards - group_baseline(self.rewards, prompts)
         else:
             self.advantages = self.rewards - self.mean
-        self.ref: list[torch.Tensor] = []
 
     def describe(self) -> str:
         return f"{len(self.examples)} scored samples (mean score {self.mean:.2f})"
@@ -58,7 +58,7 @@ class ReinforceObjective(Objective):
             rows = batch.rows(flat)
             return [rows[k, : int(n)] for k, n in enumerate(batch.lengths)]
 
-        self.ref = ctx.reference_pass(self.item_lengths, ref)
+        self.reference = ReferenceLogps(ref, self.item_lengths)
 
     def parts(self, ctx: Context, mb: list[int]) -> list[tuple[Any, float]]:
         completion = [len(s.completion) for s in self.seqs]
@@ -68,7 +68,7 @@ class ReinforceObjective(Objective):
         batch = ctx.collate([self.seqs[i] for i in idx])
         flat, entropy = policy_logps(ctx.module, batch, with_entropy=True)
         logps, mask = batch.rows(flat), batch.layout_mask  # (B, L)
-        ref = left_aligned([self.ref[i] for i in idx], logps)
+        ref = left_aligned(self.reference.rows(idx), logps)
         rewards = self.rewards[idx].to(logps.device)
         advantages = self.advantages[idx].to(logps.device)
         pg, _ = policy_gradient_loss(logps, logps.detach(), advantages, mask)

@@ -1,5 +1,6 @@
-"""What ``--resume`` needs from a checkpoint: the trained weights, the optimizer moments and the
-trainer state (step, total steps, scheduler), stored as safetensors and JSON (nothing unpickled)."""
+"""What ``--resume`` needs from a checkpoint: the trained weights, the optimizer moments, the
+trainer state (step, total steps, scheduler) and the reference log-probs computed so far, stored
+as safetensors and JSON (nothing unpickled)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 from core.checkpoints import weights_file
 from core.errors import ModelLoadError
+
+REFERENCE_FILE = "reference_logps.safetensors"
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
@@ -83,14 +86,37 @@ def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer | None) ->
 
 
 def write_training_state(
-    folder: Path, trainer_state: dict[str, Any], optimizer: torch.optim.Optimizer | None
+    folder: Path,
+    trainer_state: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None,
+    reference: tuple[dict[int, torch.Tensor], str] | None = None,
 ) -> None:
-    """``trainer_state.json`` and, with an optimizer, ``optimizer.safetensors`` into ``folder``."""
+    """``trainer_state.json`` and, with an optimizer, ``optimizer.safetensors`` into ``folder``;
+    ``reference`` (per-example reference log-probs, their examples' fingerprint) into
+    ``reference_logps.safetensors``."""
     from safetensors.torch import save_file
 
     state = dict(trainer_state)
     if optimizer is not None:
         tensors, state["optimizer"] = optimizer_to_files(optimizer)
         save_file(tensors, folder / "optimizer.safetensors")
+    if reference is not None:
+        values, fingerprint = reference
+        tensors = {str(i): t.detach().cpu().contiguous() for i, t in values.items()}
+        save_file(tensors, folder / REFERENCE_FILE, metadata={"fingerprint": fingerprint})
     text = json.dumps(state, indent=1, ensure_ascii=False, default=str)
     (folder / "trainer_state.json").write_text(text, encoding="utf-8")
+
+
+def load_reference_logps(folder: Path, fingerprint: str) -> dict[int, torch.Tensor]:
+    """The reference log-probs a checkpoint saved, by example index; none when it saved none or
+    saved them for other examples (``fingerprint`` differs)."""
+    from safetensors import safe_open
+
+    path = folder / REFERENCE_FILE
+    if not path.exists():
+        return {}
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("fingerprint") != fingerprint:
+            return {}
+        return {int(key): f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict

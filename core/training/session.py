@@ -31,7 +31,12 @@ from core.training.config import TrainConfig
 from core.training.context import Context
 from core.training.objective import Objective
 from core.training.registry import algorithm, config_for, config_from_dict
-from core.training.resume import load_trainer_state, restore_weights, write_training_state
+from core.training.resume import (
+    load_reference_logps,
+    load_trainer_state,
+    restore_weights,
+    write_training_state,
+)
 
 
 class TrainingError(UserError):
@@ -110,6 +115,8 @@ class Session:
         if step <= self.last_saved:
             return None
         ckpt = None
+        ref = self.objective.reference  # every rank's share, kept so a resumed run reuses it
+        reference = None if ref is None else (ref.gathered(self.accelerator), ref.fingerprint())
         if self.is_main:
             cfg, model = self.config, self.ctx.model
             state = {
@@ -121,7 +128,7 @@ class Session:
 
             def write_files(folder: Path) -> None:
                 save_model_files(model, self.ctx.tokenizer, folder)
-                write_training_state(folder, state, self.optimizer)
+                write_training_state(folder, state, self.optimizer, reference)
 
             ckpt = save_checkpoint(
                 self.store,
@@ -143,7 +150,9 @@ class Session:
     def prepare_training(self) -> None:
         cfg, ctx = self.config, self.ctx
         self.say(f"Preparing {cfg.algo} on {self.objective.describe()}…")
-        self.objective.prepare(ctx)  # e.g. reference log-probs, once per run
+        self.objective.plan(self.total_steps, ctx)  # which examples the steps use, in order
+        self.objective.prepare(ctx)
+        self._start_reference()  # before restore_weights: the starting weights are the reference
         if self.resume_folder is not None:
             restore_weights(ctx.model, self.resume_folder)
         params = [p for p in ctx.model.parameters() if p.requires_grad]
@@ -164,7 +173,16 @@ class Session:
             else CompletionLogps(ctx.model)
         )
         ctx.module, self.optimizer = self.accelerator.prepare(module, optimizer)
-        self.objective.plan(self.total_steps, ctx)
+
+    def _start_reference(self) -> None:
+        """Reference log-probs a checkpoint of this run saved, then those that must be computed
+        before the first step (core/training/reference.py)."""
+        reference = self.objective.reference
+        if reference is None:
+            return
+        if self.resume_folder is not None:
+            reference.load(load_reference_logps(self.resume_folder, reference.fingerprint()))
+        reference.start(self.ctx, self.objective.planned(self.ctx))
 
 
 def _adamw(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

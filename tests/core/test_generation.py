@@ -152,3 +152,61 @@ def test_whole_distribution_sampling_follows_the_temperature_softmax(tiny_model_
     assert abs(mean - neg_entropy) < 4 * se
     truncated, se_t = mean_and_se(5)
     assert truncated - neg_entropy > 4 * se_t  # the check tells the two apart
+
+
+def test_the_prefill_keeps_one_position_contiguous_and_the_text_unchanged(tiny_model_dir):
+    """The prefill asks for the last position's logits by index (a contiguous LM-head input,
+    fast on a CPU); the sampled tokens equal those of the old ``logits_to_keep=1`` and of
+    computing every position's logits."""
+    import torch
+
+    from core.generation import sample_continuations
+
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    enc = lm.tokenizer(
+        ["Say hello.", "Write a short poem about the sea."],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
+    head_inputs: list[torch.Tensor] = []
+    head = lm.model.lm_head.register_forward_pre_hook(lambda m, a: head_inputs.append(a[0]))
+
+    def run(keep=None, temperature=0.8):
+        hook = None
+        if keep is not None:  # what the prefill asked for before, or every position
+
+            def force(module, args, kwargs):
+                if "logits_to_keep" in kwargs:
+                    kwargs["logits_to_keep"] = keep
+                return args, kwargs
+
+            hook = lm.model.register_forward_pre_hook(force, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                return sample_continuations(
+                    lm.model,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    k=3,
+                    max_new_tokens=12,
+                    temperature=temperature,
+                    top_k=50,
+                    top_p=0.95,
+                    stop_ids=set(),
+                    pad_id=0,
+                    generator=torch.Generator().manual_seed(5),
+                )
+        finally:
+            if hook is not None:
+                hook.remove()
+
+    try:
+        now = run()
+        prefill_input = head_inputs[0]
+        assert prefill_input.shape[1] == 1 and prefill_input.is_contiguous()
+        for temperature in (0.8, 0.0):
+            assert run(temperature=temperature) == run(1, temperature) == run(0, temperature)
+        assert now == run(1)
+    finally:
+        head.remove()

@@ -139,6 +139,14 @@ def test_status_bar_shows_project_model_annotator_and_background_progress(qtbot,
         assert window.project_label.text() == "Project: project.db"
         assert window.annotator_label.text() == "Annotator: alice"
         assert "tiny-model" in window.model_label.text()
+        import torch
+
+        from core.models import LoadedModel
+
+        measured = LoadedModel(None, None, torch.device("cpu"), torch.bfloat16, "default")
+        measured.precision = "measured"
+        window.rate_panel.feeder.model_status.emit(measured.spec, measured.device_label)
+        assert window.device_label.text() == "Device: cpu (bfloat16, measured)"
         ctx.background_progress.emit("Generating responses", 2, 8)
         assert window.progress.isVisible() and window.progress.maximum() == 8
         assert window.progress.value() == 2

@@ -55,6 +55,7 @@ def save_checkpoint(
     config = {"algo": "dpo", "lr": 3e-05, "beta": 0.1, "lora": adapter, "batch_size": 8}
     (folder / "run_config.json").write_text(json.dumps(config))
     (folder / "optimizer.safetensors").write_bytes(b"state for resuming")
+    (folder / "reference_logps.safetensors").write_bytes(b"reference log-probs for resuming")
     (folder / "checkpoint.json").write_text("{}")
     for name in drop:
         (folder / name).unlink()

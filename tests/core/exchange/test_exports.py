@@ -485,7 +485,7 @@ def test_full_checkpoint_export_loads_and_generates(project_with_prompts, tmp_pa
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= names
     assert "tokenizer_config.json" in names and "optimizer.safetensors" not in names
-    assert "checkpoint.json" not in names
+    assert "checkpoint.json" not in names and "reference_logps.safetensors" not in names
     generates_a_token(AutoModelForCausalLM.from_pretrained(out), out)
     card = (out / "README.md").read_text(encoding="utf-8")
     for text in (

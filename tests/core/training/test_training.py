@@ -411,7 +411,8 @@ def test_pause_stop_and_resume_continue_the_same_run(rated, tiny_model_dir):
 
 
 def test_stop_during_the_reference_pass_stops_before_the_first_step(rated, tiny_model_dir):
-    """The reference pass over a few hundred pairs takes a minute on a CPU: Stop must not wait."""
+    """Full fine-tuning computes the reference log-probs of every planned step before the first
+    (a minute for a few hundred pairs on a CPU): Stop must not wait for it."""
 
     class SetAfter(threading.Event):  # becomes set once the reference pass has begun
         looks = 0
@@ -421,7 +422,7 @@ def test_stop_during_the_reference_pass_stops_before_the_first_step(rated, tiny_
             return self.looks > 1
 
     cancel = SetAfter()
-    cfg = make_config("dpo", tiny_model_dir, steps=4)
+    cfg = make_config("dpo", tiny_model_dir, steps=4, lora=False)
     assert list(train(rated, cfg, cancel=cancel)) == []
     run = rated.db["runs"].get(1)
     assert run["status"] == "stopped" and "before the first step" in run["message"]
