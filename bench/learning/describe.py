@@ -66,7 +66,7 @@ def protocol_section() -> list[str]:
         f"{MIN_REPORT_SEEDS} seeds. The reward model's 80% target applies to the easy rule of "
         f"each role, fixed beforehand ({EASY_RULE['dev']} and {EASY_RULE['test']}: most room "
         "to move on the base model's answers).",
-        '- "Learning proof (old protocol)" below predates this: one rater (VADER sentiment, '
+        '- "Learning proof, old protocol" below predates this: one rater (VADER sentiment, '
         "now a development rater), 32 templated held-out prompts on which the defaults were "
         "tuned, one seed. Its figures are development-set numbers.",
         "",
