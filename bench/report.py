@@ -18,6 +18,8 @@ ORDER = (
     "gen_speed",
     "dpo_vs_trl",
     "dpo_whole",
+    "learning_test",
+    "learning_dev",
     "learning",
     "latency",
     "store_speed",
@@ -87,7 +89,7 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
         moved = [
             r["KL to base"] for r in rows.values() if r.get("gain / SE", 0) and r["gain / SE"] >= 2
         ]
-        acc = next((f for f in b.get("figures", []) if f["key"] == "learn.rm_accuracy"), None)
+        figures = {f["key"]: f for f in b.get("figures", [])}
         for fig in b.get("figures", []):
             if fig["status"] != "short" or not fig["key"].endswith("_se"):
                 continue
@@ -109,7 +111,9 @@ def derived_causes(benches: dict[str, Any]) -> dict[tuple[str, str], str]:
                     f"the policy barely moved (KL to base {row['KL to base']} nats against "
                     f"{min(moved)} for a run that gained)"
                 )
-            if fig["key"] == "learn.rloo_se" and acc and acc["value"] is not None:
+            # the reward model of the same rater (learn.rloo_se, learn.ROLE.RATER.rloo_se)
+            acc = figures.get(fig["key"].removesuffix("rloo_se") + "rm_accuracy")
+            if fig["key"].endswith("rloo_se") and acc and acc["value"] is not None:
                 why.append(
                     f"its reward model ranks only {acc['value']:.0f}% of held-out pairs right "
                     f"({acc['note']}), so RLOO chased a reward that barely tracks the rater"
@@ -253,7 +257,9 @@ def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
             "```",
             "",
         ]
-    render = DETAILS.get(b["name"])
+    render = DETAILS.get(b["name"]) or (
+        _table_details if b["name"].startswith("learning") else None
+    )
     if render and b.get("details"):
         lines += render(b["details"]) + [""]
     for note in b.get("notes", []):
@@ -391,7 +397,13 @@ def render(results: dict[str, Any], docs_dir: Path) -> str:
         *summary_table(benches),
         "",
     ]
+    protocol = False
     for name in _ordered(benches):
+        if name.startswith("learning") and not protocol:
+            from bench.learning.describe import protocol_section
+
+            lines += protocol_section()
+            protocol = True
         lines += bench_section(benches[name], docs_dir)
     if not machine.get("gpu"):
         lines += [

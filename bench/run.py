@@ -7,6 +7,10 @@ default model with small sizes; it writes bench/out/quick/ and leaves docs/ alon
 ``--collect`` runs nothing and gathers the result files the scripts last wrote; ``--add FILE``
 adds the result of a script run by hand (e.g. ``python -m bench.learning.run --runs dpo_small``,
 a re-measured subset). A whole run (no ``--only``/``--skip``) starts a fresh results file.
+
+The learning bench runs twice: ``learning_dev`` (the development raters) and, in a full run only,
+``learning_test``, the reporting run on the test raters (docs/learning-protocol.md): a quick
+pass never shows a test rater's figure.
 """
 
 from __future__ import annotations
@@ -24,28 +28,30 @@ from pathlib import Path
 from bench import report
 from bench.common import BENCH_DIR, OUT, REPO, bench_env, load_average, log
 
-# (name, module, minutes allowed in a full run). Order: cheap and independent first; the
-# learning proof, the longest, last.
+# (name, module and arguments, minutes allowed in a full run). Order: cheap and independent
+# first; the learning proof, the longest, last.
 SCRIPTS = (
-    ("gen_speed", "bench.gen_speed", 15),
-    ("store_speed", "bench.store_speed", 15),
-    ("cold_start", "bench.cold_start", 10),
-    ("memory", "bench.memory", 10),
-    ("latency", "bench.latency", 20),
-    ("dpo_vs_trl", "bench.dpo_vs_trl", 20),
-    ("diagnostics", "bench.diagnostics", 20),
-    ("dpo_whole", "bench.dpo_whole", 40),
-    ("learning", "bench.learning.run", 100),
+    ("gen_speed", ("bench.gen_speed",), 15),
+    ("store_speed", ("bench.store_speed",), 15),
+    ("cold_start", ("bench.cold_start",), 10),
+    ("memory", ("bench.memory",), 10),
+    ("latency", ("bench.latency",), 20),
+    ("dpo_vs_trl", ("bench.dpo_vs_trl",), 20),
+    ("diagnostics", ("bench.diagnostics",), 20),
+    ("dpo_whole", ("bench.dpo_whole",), 40),
+    ("learning_dev", ("bench.learning.run",), 1200),
+    ("learning_test", ("bench.learning.run", "--role", "test", "--report"), 1200),
 )
+FULL_ONLY = {"learning_test"}  # the test raters' figures come from the reporting run alone
 
 
-def run_script(name: str, module: str, minutes: float, mode: str, folder: Path) -> dict:
+def run_script(name: str, module: tuple[str, ...], minutes: float, mode: str, folder: Path) -> dict:
     """One script in a subprocess; its log goes to <folder>/logs/<name>.log."""
     out = folder / f"{name}.json"
     out.unlink(missing_ok=True)
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", module, "--out", str(out)]
+    cmd = [sys.executable, "-m", *module, "--out", str(out)]
     if mode == "quick":
         cmd.append("--quick")
     load_before = load_average()
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name, module, minutes in SCRIPTS:
         if (only is not None and name not in only) or name in skip:
+            continue
+        if mode == "quick" and name in FULL_ONLY:
             continue
         if args.collect:
             if (folder / f"{name}.json").exists():

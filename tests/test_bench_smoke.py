@@ -37,11 +37,32 @@ def test_bench_script_runs(module, tiny_model_dir, tmp_path, smoke_results):
     argv = ["--smoke", "--model", str(tiny_model_dir), "--out", str(out)]
     script.main([*argv, "--workdir", str(tmp_path / "work")])
     result = json.loads(out.read_text())
+    if module == "bench.learning.run":
+        _check_learning_project(tmp_path / "work" / "all.db", result)
     assert result["mode"] == "smoke" and result["machine"]["cores"] and result["commit"]
     assert result["figures"], f"{module} reported no figures"
     for fig in result["figures"]:
         assert fig["status"] in ("pass", "short", "info", "missing"), fig
     smoke_results[result["name"]] = result
+
+
+def _check_learning_project(db, result):
+    """The smoke run trained on train prompts only and judged dev prompts, over two seeds, and
+    reported each policy's arena win rate against the base model."""
+    from bench.learning.prompt_sets import split_of
+    from core.store import ProjectStore
+
+    with ProjectStore(db) as store:
+        for split, wanted in (("train", "train"), ("eval", "dev")):
+            texts = [store.prompt(pid)["text"] for pid in store.prompt_ids(split)]
+            assert texts and {split_of(t) for t in texts} == {wanted}
+        assert {r["annotator"] for r in store.ratings()} >= {
+            "text_hash",
+            "judge:bench.learning.raters:text_hash",
+        }
+    seeds = [row for row in result["details"]["tables"][0]["rows"] if "gain / SE" in row]
+    assert {row["seed"] for row in seeds} == {0, 1}
+    assert all(0 <= float(row["win rate vs base (95% CI)"].split()[0]) <= 1 for row in seeds)
 
 
 def test_report_renders_every_result(smoke_results, tmp_path):
@@ -118,12 +139,12 @@ def test_a_non_default_setting_is_reported_beside_the_defaults(capsys):
     neither supersede nor get superseded by the default's figures."""
     from bench import report
     from bench.common import Result
-    from bench.learning import run
+    from bench.learning import run, summary
 
     res = Result("learning_reward_rloo", "Learning proof, re-measured: reward, rloo", "full")
     res.figure("learn.rloo_se", "RLOO gain", 3.1, "SE", target=2.0)
     res.details["figure_rows"] = {"learn.rloo_se": "RLOO with the reward model"}
-    run._mark_variant(res, {"rloo": ["rollouts_per_sampling=4"]})
+    summary.mark_variant(res, {"rloo": ["rollouts_per_sampling=4"]})
     variant = res.to_dict()
     assert variant["name"] == "learning_reward_rloo_rollouts_per_sampling4"
     key = "learn.rloo_se[rloo: rollouts_per_sampling=4]"

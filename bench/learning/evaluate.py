@@ -1,8 +1,11 @@
-"""Held-out evaluation of one policy: generate, score with the rater, and the sanity measures.
+"""Held-out evaluation of one policy: its answers to the evaluation prompts, scored by the rater,
+its arena win rate against the base model, and the sanity measures.
 
-Every policy answers the same held-out prompts with the same sampling settings and seeds, into
-an evaluation project file that the training project never sees. Scores are compared per prompt
-(paired), so the standard error of a gain is that of the per-prompt differences.
+Every policy answers the project's evaluation prompts through the app's arena (``arena --models
+BASE checkpoint:N --judge RATER``), with the same sampling settings and seed, so the base model's
+answers are made once and reused. The rater scores each answer; scores are compared per prompt
+(paired), so the standard error of a gain is that of the per-prompt differences. The arena's judge
+is the same rater, comparing the k-th answers of the two models on each prompt blind.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ class PolicyEval:
     n_tokens: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     kl: float | None = None
-    seconds: float = 0.0
 
     def per_prompt(self) -> dict[int, float]:
         groups: dict[int, list[float]] = {}
@@ -49,53 +51,75 @@ class PolicyEval:
             "distinct_1": distinct_n(self.texts, 1),
             "distinct_2": distinct_n(self.texts, 2),
             "kl_to_base": self.kl,
-            "seconds": round(self.seconds, 1),
         }
 
 
-def generate_heldout(
-    eval_store, loaded, params, prompt_ids: list[int], name: str, score
-) -> PolicyEval:
-    """K responses per held-out prompt from ``loaded`` (the app's own generator), each scored by
-    ``score(prompt, response)``."""
-    import time
+def heldout_spec(store, models: list[str], per_prompt: int, max_new_tokens: int, seed: int):
+    """The arena settings every policy answers with: as the ``arena`` command builds them."""
+    from core.evaluation import ArenaSpec, canonical_spec
 
-    from core.generation import generate_samples
+    s = store.settings()
+    return ArenaSpec(
+        models=[canonical_spec(store, m) for m in models],
+        per_prompt=per_prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=s["temperature"],
+        top_p=s["top_p"],
+        seed=seed,
+    )
 
-    t0 = time.perf_counter()
-    ids: list[int] = []
-    for prog in generate_samples(eval_store, loaded, params, prompt_ids=prompt_ids):
-        ids += prog.sample_ids
-    ev = PolicyEval(name, loaded.spec, seconds=time.perf_counter() - t0)
-    marks = ",".join("?" * len(ids))
-    rows = eval_store.conn.execute(
-        f"SELECT s.id, s.prompt_id, p.text, s.text, s.n_tokens FROM samples s JOIN prompts p "
-        f"ON p.id = s.prompt_id WHERE s.id IN ({marks}) ORDER BY s.id",
-        ids,
-    ).fetchall()
-    for sid, pid, prompt, text, n in rows:
-        ev.sample_ids.append(sid)
-        ev.prompt_ids.append(pid)
-        ev.prompts.append(prompt)
-        ev.texts.append(text)
-        ev.n_tokens.append(n or 0)
-        ev.scores.append(score(prompt, text))
+
+def ensure_answers(store, spec, loaded) -> None:
+    """``loaded``'s answers to the evaluation prompts, made by the arena's own generator where
+    missing (the base model's, before any arena runs: the reward model is checked on them)."""
+    from core.evaluation.arena import generate_answers
+
+    for _ in generate_answers(store, spec, loaded):
+        pass
+
+
+def answers_eval(store, spec, model: str, name: str, score) -> PolicyEval:
+    """``model``'s arena answers to the evaluation prompts, each scored by ``score(prompt,
+    response)``, in prompt order."""
+    from core.evaluation.arena import answers
+
+    ev = PolicyEval(name, model)
+    for pid, ids in sorted(answers(store, spec, model).items()):
+        prompt = store.prompt(pid)["text"]
+        rows = {r["id"]: r for r in store.samples_for_prompt(pid)}
+        for sid in ids[: spec.per_prompt]:
+            ev.sample_ids.append(sid)
+            ev.prompt_ids.append(pid)
+            ev.prompts.append(prompt)
+            ev.texts.append(rows[sid]["text"])
+            ev.n_tokens.append(rows[sid]["n_tokens"] or 0)
+            ev.scores.append(score(prompt, rows[sid]["text"]))
     return ev
 
 
-def paired_gain(before: PolicyEval, after: PolicyEval) -> dict[str, float]:
-    """Mean per-prompt gain, its standard error, 95% CI and gain / SE (paired by prompt)."""
+def win_rate(board: dict[str, Any], policy: str, base: str) -> dict[str, Any]:
+    """``policy``'s win rate against ``base`` (ties half) with its 95% interval, from the arena
+    leaderboard (``arena --json``), whose pairs are listed from the higher-rated side."""
+    for pair in board.get("pairs", []):
+        if {pair["a"], pair["b"]} == {policy, base}:
+            rate, (lo, hi) = pair["win_rate"], pair["ci95"]
+            if pair["a"] != policy:
+                rate, lo, hi = 1 - rate, 1 - hi, 1 - lo
+            return {"win_rate": rate, "lo": lo, "hi": hi, "n": pair["n"]}
+    return {"win_rate": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+
+
+def paired_gain(before: PolicyEval, after: PolicyEval) -> dict[str, Any]:
+    """Mean per-prompt gain, its standard error, 95% CI and gain / SE (paired by prompt).
+
+    When every per-prompt difference is the same (se = 0: typically a policy whose answers equal
+    the base model's) there is no evidence of a gain: z is 0 and ``no_spread`` says why."""
     a, b = before.per_prompt(), after.per_prompt()
     diffs = [b[p] - a[p] for p in a if p in b]
     n = len(diffs)
     if n < 2:
-        return {
-            "gain": float("nan"),
-            "se": float("nan"),
-            "lo": float("nan"),
-            "hi": float("nan"),
-            "z": float("nan"),
-        }
+        nan = float("nan")
+        return {"gain": nan, "se": nan, "lo": nan, "hi": nan, "z": nan, "no_spread": False}
     gain = statistics.fmean(diffs)
     se = statistics.stdev(diffs) / math.sqrt(n)
     half = t975(n - 1) * se
@@ -104,7 +128,8 @@ def paired_gain(before: PolicyEval, after: PolicyEval) -> dict[str, float]:
         "se": se,
         "lo": gain - half,
         "hi": gain + half,
-        "z": gain / se if se > 0 else float("inf"),
+        "z": gain / se if se > 0 else 0.0,
+        "no_spread": se == 0,
     }
 
 
