@@ -5,7 +5,7 @@ the steps and saving the model. So each side runs as a user runs it, in its own 
 from start to exit: ours is ``python main.py --db P train --algo dpo --full ...`` (the final
 checkpoint included); TRL's is bench/trl_dpo.py (imports, model, dataset, DPOTrainer, train,
 ``save_model``). Both train on the same pairs: the project's own ``export ratings --format
-preference``, which the TRL script turns into conversations so the chat template applies to both.
+preference`` (conversational rows, so TRL applies the chat template as ours does).
 Settings: full fine-tuning, fp32, CPU, batch 8, max length 128, lr 3e-5 linear with 10% warm-up,
 beta 0.1. Two run lengths in the same bench run: 6 optimizer steps, and 2 epochs over the pairs.
 Runs alternate ours and TRL (the order flips each repetition); the median wall time is reported.

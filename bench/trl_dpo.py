@@ -3,8 +3,8 @@ this script from start to exit).
 
 ``python bench/trl_dpo.py PAIRS.jsonl MODEL_DIR OUT_DIR (--steps N | --epochs E) [--batch B]
 [--max-length L] [--lr LR]``: PAIRS.jsonl is ``export ratings --format preference`` (prompt,
-chosen, rejected); the rows become conversations so that the chat template applies, as it does in
-RLHF Studio. Full fine-tuning, fp32, on the CPU; the trained model is saved to OUT_DIR at the end.
+chosen, rejected), which is already in TRL's conversational form, so TRL applies the chat template
+as RLHF Studio does. Full fine-tuning, fp32, on the CPU; the trained model is saved to OUT_DIR at the end.
 """
 
 from __future__ import annotations
@@ -34,13 +34,7 @@ def main() -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    data = load_dataset("json", data_files=args.pairs, split="train").map(
-        lambda row: {
-            "prompt": [{"role": "user", "content": row["prompt"]}],
-            "chosen": [{"role": "assistant", "content": row["chosen"]}],
-            "rejected": [{"role": "assistant", "content": row["rejected"]}],
-        }
-    )
+    data = load_dataset("json", data_files=args.pairs, split="train")
     config = DPOConfig(
         output_dir=args.out,
         per_device_train_batch_size=args.batch,

@@ -13,7 +13,7 @@ import inspect
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +65,17 @@ class GenerationProgress:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class GenerationPreview:
+    """The responses of a batch as far as they are written (``texts[i]``: prompt ``i``'s K)."""
+
+    prompt_ids: list[int]
+    texts: list[list[str]]
+
+
+PREVIEW_EVERY_S = 0.2  # how often a batch's partial text is decoded for a preview
+
+
 def pick_prompts(store: ProjectStore, limit: int | None = None, split: str = "train") -> list[int]:
     """Prompts of ``split`` with the fewest samples first (then oldest), so repeated runs cover
     the set. Evaluation prompts get samples from the arena, which knows the models it compares."""
@@ -84,6 +95,7 @@ def generate_texts(
     params: GenerationParams,
     seed: int | None = None,
     cancel: threading.Event | None = None,
+    preview: Callable[[list[list[str]]], None] | None = None,
 ) -> list[list[tuple[str, int]]]:
     """K sampled (text, n_tokens) per prompt for a list of chat prompts, in one batched call.
 
@@ -91,18 +103,37 @@ def generate_texts(
     once and its KV cache copied K times, sampling keeps only the top-k logits before top-p, and
     finished rows leave the batch. Anything else (encoder-decoder models, generation configs with
     extra logits processors such as a repetition penalty) goes through ``model.generate``.
+    ``preview``, if given, receives the K texts per prompt as far as they are written, every
+    ``PREVIEW_EVERY_S`` while decoding (on the calling thread).
     Raises ``GenerationCancelled`` when ``cancel`` is set before the last token.
     """
     tok = loaded.tokenizer
     k = params.per_prompt
     texts = [format_prompt(tok, m) for m in prompts]
+    stop_ids = _stop_ids(loaded)
+    on_step = None
+    if preview is not None:
+        due = [time.monotonic() + PREVIEW_EVERY_S]
+
+        def on_step(tokens: torch.Tensor, written: int) -> None:
+            if time.monotonic() >= due[0]:
+                rows = tokens[:, :written].tolist()
+                preview([[t for t, _ in r] for r in _texts(tok, rows, k, stop_ids)])
+                due[0] = time.monotonic() + PREVIEW_EVERY_S
+
     if lean_path_applies(loaded.model):
-        rows = _sample_shared_prefill(loaded, texts, params, seed, cancel)
+        rows = _sample_shared_prefill(loaded, texts, params, seed, cancel, on_step)
     else:
         texts_k = [t for t in texts for _ in range(k)]
-        rows = _sample_with_generate(loaded, texts_k, params, seed, cancel)
-    stop_ids = _stop_ids(loaded)
-    results: list[list[tuple[str, int]]] = [[] for _ in prompts]
+        rows = _sample_with_generate(loaded, texts_k, params, seed, cancel, on_step)
+    return _texts(tok, rows, k, stop_ids)
+
+
+def _texts(
+    tok: Any, rows: list[list[int]], k: int, stop_ids: set[int]
+) -> list[list[tuple[str, int]]]:
+    """(text, n_tokens) per row, grouped K per prompt; a row ends at its first stop id."""
+    results: list[list[tuple[str, int]]] = [[] for _ in range(len(rows) // k)]
     for row, ids in enumerate(rows):
         n = len(ids)
         for i, t in enumerate(ids):
@@ -161,12 +192,16 @@ def _sample_with_generate(
     params: GenerationParams,
     seed: int | None,
     cancel: threading.Event | None = None,
+    on_step: Callable[[torch.Tensor, int], None] | None = None,
 ) -> list[list[int]]:
     """Every row through ``model.generate``: the general path, for any model transformers runs."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Cancelled(StoppingCriteria):  # checked after every token: stops all rows at once
         def __call__(self, input_ids, scores, **kwargs):
+            if on_step is not None:
+                new = input_ids[:, prompt_length:]
+                on_step(new, new.shape[1])
             stop = cancel is not None and cancel.is_set()
             return torch.full(
                 (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
@@ -175,6 +210,7 @@ def _sample_with_generate(
     tok, model = loaded.tokenizer, loaded.model
     enc = tokenize(tok, texts, return_tensors="pt", padding=True, add_special_tokens=False)
     enc = enc.to(loaded.device)
+    prompt_length = enc["input_ids"].shape[1]
     if seed is not None:
         torch.manual_seed(seed)
     sampling: dict[str, Any] = (
@@ -211,6 +247,7 @@ def _sample_shared_prefill(
     params: GenerationParams,
     seed: int | None,
     cancel: threading.Event | None = None,
+    on_step: Callable[[torch.Tensor, int], None] | None = None,
 ) -> list[list[int]]:
     """K rows per prompt through ``sample_continuations``, sampling like ``model.generate``
     (temperature, then the model's top-k, then top-p)."""
@@ -231,6 +268,7 @@ def _sample_shared_prefill(
         pad_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
         generator=gen,
         cancel=cancel,
+        on_step=on_step,
     )
 
 
@@ -248,6 +286,7 @@ def sample_continuations(
     pad_id: int,
     generator: torch.Generator,
     cancel: threading.Event | None = None,
+    on_step: Callable[[torch.Tensor, int], None] | None = None,
 ) -> list[list[int]]:
     """K continuations of each left-padded prompt row: ``max_new_tokens`` ids per row, ``pad_id``
     after the row's first stop id. Rows ``i*K .. i*K+K-1`` continue prompt ``i``.
@@ -256,7 +295,8 @@ def sample_continuations(
     rows leave the batch. ``top_k = 0`` and ``top_p = 1`` sample from the whole distribution at
     ``temperature`` (what online RL needs: its log-probs use that distribution). The model must
     take ``cache`` and ``position_ids`` (``lean_loop_can_drive``); a peft model's base model with
-    its adapters in place does. Raises ``GenerationCancelled`` when ``cancel`` is set.
+    its adapters in place does. ``on_step(tokens, t)`` sees the (B, max_new_tokens) ids after
+    each of the first ``t`` tokens is written. Raises ``GenerationCancelled`` when ``cancel`` is set.
     """
     from transformers import DynamicCache  # here: importing core.generation stays cheap
 
@@ -289,6 +329,8 @@ def sample_continuations(
             raise GenerationCancelled
         nxt = _pick(logits, temperature, top_k, top_p, generator)  # (b,)
         tokens[rows, t] = nxt
+        if on_step is not None:
+            on_step(tokens, t + 1)
         alive = ~torch.isin(nxt, stop)
         if t == max_new_tokens - 1 or not bool(alive.any()):
             break
@@ -353,8 +395,10 @@ def generate_samples(
     limit: int | None = None,
     prompt_ids: list[int] | None = None,
     cancel: threading.Event | None = None,
+    preview: Callable[[GenerationPreview], None] | None = None,
 ) -> Iterator[GenerationProgress]:
-    """Generate K samples for each chosen prompt; yields progress after every batch."""
+    """Generate K samples for each chosen prompt; yields progress after every batch. ``preview``
+    receives each batch's responses as far as they are written (``generate_texts``)."""
     params.validate()
     ids = prompt_ids if prompt_ids is not None else pick_prompts(store, limit)
     per_batch = max(1, params.batch_size // params.per_prompt)
@@ -367,8 +411,14 @@ def generate_samples(
         # Every batch is seeded, and the seed is recorded, so any sample can be reproduced.
         seed = random.randrange(2**31) if params.seed is None else params.seed + b
         chats = [store.prompt_messages(p) for p in batch]
+        show = None
+        if preview is not None:
+
+            def show(texts: list[list[str]], batch: list[int] = batch) -> None:
+                preview(GenerationPreview(batch, texts))
+
         try:
-            results = generate_texts(loaded, chats, params, seed, cancel)
+            results = generate_texts(loaded, chats, params, seed, cancel, show)
         except GenerationCancelled:
             return
         rows = [

@@ -51,15 +51,16 @@ class AppContext(QObject):
         """A new connection for a worker thread; the worker closes it."""
         return ProjectStore(self.db_path)
 
-    def load_model(self, spec: str, store: ProjectStore) -> LoadedModel:
+    def load_model(self, spec: str, store: ProjectStore, progress=None) -> LoadedModel:
         """Load ``spec`` with the window's device, precision and trust setting (worker threads
-        only: it is model code)."""
+        only: it is model code); ``progress(message, fraction)`` hears each stage."""
         return load_model(
             spec,
             store=store,
             device=self.device,
             dtype=self.dtype,
             trust_remote_code=self.trust_remote_code,
+            progress=progress,
         )
 
     def settings(self) -> dict[str, Any]:

@@ -251,9 +251,16 @@ class EmptyState(QWidget):
         row.addWidget(self.import_button)
         row.addWidget(self.settings_button)
         row.addStretch(1)
+        # the first item's responses while the model writes them (read-only, not yet rateable)
+        self.preview = QLabel()
+        self.preview.setWordWrap(True)
+        self.preview.setTextFormat(Qt.TextFormat.RichText)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.preview.hide()
         lay = QVBoxLayout(self)
         lay.addStretch(1)
         lay.addWidget(self.text)
+        lay.addWidget(self.preview, 4)
         lay.addLayout(row)
         lay.addStretch(2)
 
@@ -265,8 +272,19 @@ class EmptyState(QWidget):
         loading_model: bool,
         model_error: str | None,
         can_import: bool,
+        preview: tuple[str, list[str]] | None = None,
+        load_stage: str | None = None,
     ) -> None:
         self.import_button.setVisible(can_import)
+        shown = busy and preview is not None
+        self.preview.setVisible(shown)
+        if shown:
+            prompt, texts = preview
+            self.text.setText(
+                "<h3>Writing the first item…</h3>You can rate it as soon as it is written."
+            )
+            self.preview.setText(preview_html(prompt, texts))
+            return
         if prompt_count is None:
             text = "<h3>Preparing items…</h3>"
         elif prompt_count == 0:
@@ -276,8 +294,11 @@ class EmptyState(QWidget):
                 + (", or start with the starter prompts:" if can_import else ".")
             )
         elif busy:
-            what = "loading the model" if loading_model else "generating responses"
-            text = f"<h3>Preparing items…</h3>{what}; the next one appears here by itself."
+            if loading_model:
+                what = html.escape(load_stage) if load_stage else "Loading the model…"
+            else:
+                what = "Generating responses…"
+            text = f"<h3>Preparing items…</h3>{what}<br>The next item appears here by itself."
         elif model_error:
             text = (
                 "<h3>No more items for you</h3>You have rated every response in this "
@@ -290,6 +311,26 @@ class EmptyState(QWidget):
                 "has in this mode. Try another mode, or import more prompts."
             )
         self.text.setText(text)
+
+
+PREVIEW_PROMPT_CHARS = 600
+
+
+def preview_html(prompt: str, texts: list[str]) -> str:
+    """The prompt and the responses written so far, side by side, each ending in a cursor;
+    numbered, not lettered: the item shows them on sides drawn at random."""
+    if len(prompt) > PREVIEW_PROMPT_CHARS:
+        prompt = prompt[:PREVIEW_PROMPT_CHARS] + "…"
+    cells = "".join(
+        f'<td width="{100 // max(1, len(texts))}%" style="padding:8px; vertical-align:top">'
+        f"<b>Response{f' {i + 1}' if len(texts) > 1 else ''}</b><br>"
+        f"{html.escape(t).replace(chr(10), '<br>')}▍</td>"
+        for i, t in enumerate(texts)
+    )
+    return (
+        f"<p><b>Prompt:</b> {html.escape(prompt).replace(chr(10), '<br>')}</p>"
+        f'<table width="100%"><tr>{cells}</tr></table>'
+    )
 
 
 def prompt_markdown(prompt: str, messages: tuple[tuple[str, str], ...] | None) -> str:

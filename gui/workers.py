@@ -6,6 +6,7 @@
     task.failed.connect(on_error)        # the exception, with a message for people
     task.start()
     ...
+    task.report(value)                   # from inside the work: a progress value (callbacks)
     task.cancel()                        # sets the cancel flag; the generator stops between units
     stop([task])                         # cancel and wait, bounded: the one way to stop work
 
@@ -124,6 +125,12 @@ class Task(QObject):
 
     def is_running(self) -> bool:
         return self._running
+
+    def report(self, value: Any) -> None:
+        """From the work itself: deliver ``value`` as ``progress``, as a yield would. For core
+        code that reports through a callback in the middle of a step (a preview of text being
+        written); the signal is queued to the Task's thread like every other."""
+        self._worker.progress.emit(value)
 
     def cancel(self) -> None:
         """Ask the work to stop at its next yield; returns at once."""

@@ -13,12 +13,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.evaluation import arena_items, arena_spec
-from core.generation import GenerationParams, GenerationProgress, generate_samples
+from core.generation import (
+    GenerationParams,
+    GenerationPreview,
+    GenerationProgress,
+    generate_samples,
+)
 from core.items import Item, select_items
 from core.selection import NoScorer, RewardCache, select_pairwise_items
 from gui.context import AppContext
@@ -64,6 +70,9 @@ class ItemFeeder(QObject):
         # the newest model's rewards for uncertain selection; used only inside refill Tasks
         self.rewards = RewardCache(ctx.device, ctx.dtype)
         self.selection_note: str | None = None  # why uncertain selection fell back, if it did
+        # (prompt, responses so far) while the first item is written for an annotator who waits
+        self.preview: tuple[str, list[str]] | None = None
+        self.load_stage: str | None = None  # what loading the model is doing now
         ctx.model_spec_changed.connect(self.reload_model)
         ctx.data_changed.connect(self.poke)
         ctx.settings_changed.connect(self._on_settings_changed)
@@ -97,6 +106,7 @@ class ItemFeeder(QObject):
             return
         self.mode = mode
         self.arena_state = None
+        self.preview = None
         self._epoch += 1
         self.queue.clear()
         self._shown.clear()
@@ -151,8 +161,7 @@ class ItemFeeder(QObject):
             max_new_tokens=int(s["max_new_tokens"]),
             temperature=float(s["temperature"]),
             top_p=float(s["top_p"]),
-            # An annotator with nothing to rate gets small batches: the first items come sooner.
-            batch_size=2 * max(2, k) if waiting else GENERATION_BATCH,
+            batch_size=GENERATION_BATCH,
         )
         mode, epoch, loaded, annotator = self.mode, self._epoch, self.loaded, self.ctx.annotator
         how = (str(s.get("selection") or "coverage"), float(s.get("random_fraction", 0.2)))
@@ -165,7 +174,10 @@ class ItemFeeder(QObject):
                     yield from _arena_refill(store, annotator, want, exclude)
                 else:
                     pick = _picker(store, mode, annotator, params.per_prompt, how, rewards)
-                    yield from _refill(store, cancel, pick, want, exclude, loaded, params)
+                    first = _first_item_params(mode, params) if waiting else None
+                    yield from _refill(
+                        store, cancel, pick, want, exclude, loaded, params, first, task.report
+                    )
             finally:
                 store.close()
 
@@ -200,7 +212,12 @@ class ItemFeeder(QObject):
         elif what == "generated":
             prog: GenerationProgress = value
             self.ctx.background_progress.emit("Generating responses", prog.done, prog.total)
+        elif what == "preview":
+            if epoch != self._epoch or self.queue:
+                return  # an item is ready: what is still being written is no longer shown
+            self.preview = value
         elif what == "items" and epoch == self._epoch:
+            self.preview = None
             task.got += len(value)
             known = {i.key for i in self.queue} | self._shown
             self.queue.extend(i for i in value if i.key not in known)
@@ -217,6 +234,7 @@ class ItemFeeder(QObject):
             return
         if self.refill_task is task:
             self.refill_task = None
+            self.preview = None
         if self.load_task is None:
             self.ctx.background_progress.emit("", 0, 0)
         if self._dirty or epoch != self._epoch:
@@ -254,21 +272,33 @@ class ItemFeeder(QObject):
             return  # the running load finishes first; _on_loaded starts the wanted one
         ctx = self.ctx
 
-        def work(cancel: threading.Event) -> Iterator[str]:
-            yield spec
+        def work(cancel: threading.Event) -> Iterator[tuple[str, float | None]]:
+            yield f"Loading model {spec}…", None
             store = ctx.open_worker_store()
-            try:
-                return ctx.load_model(spec, store)
+            try:  # the stages (e.g. the first start's conversion) arrive as progress
+                return ctx.load_model(spec, store, lambda text, frac: task.report((text, frac)))
             finally:
                 store.close()
 
         task = Task(work, name="load-model", parent=self)
+        task.progress.connect(lambda stage: self._on_load_progress(spec, stage))
         self.last_load_task = task
         task.result.connect(lambda loaded: self._on_loaded(spec, loaded))
         task.failed.connect(lambda e, _tb: self._on_load_failed(spec, e))
         task.finished.connect(lambda: self._on_load_finished(task))
         self.load_task = task
         task.start()
+        self.changed.emit()
+
+    def _on_load_progress(self, spec: str, stage: tuple[str, float | None]) -> None:
+        if self._closed or spec != self._want_spec:
+            return
+        text, fraction = stage
+        self.load_stage = text
+        if fraction is None:
+            self.ctx.background_progress.emit(text, 0, -1)
+        else:
+            self.ctx.background_progress.emit(text, int(100 * fraction), 100)
         self.changed.emit()
 
     def _on_loaded(self, spec: str, loaded: Any) -> None:
@@ -293,6 +323,7 @@ class ItemFeeder(QObject):
             return
         if self.load_task is task:
             self.load_task = None
+            self.load_stage = None
         self.ctx.background_progress.emit("", 0, 0)
         if self._want_spec is not None and self.loaded is None and self.model_error is None:
             self.reload_model(self._want_spec)  # the spec changed while the old one loaded
@@ -341,11 +372,21 @@ def _picker(store, mode, annotator, k, how, rewards):
     return pick
 
 
-def _refill(store, cancel, pick, want, exclude, loaded, params):
+def _first_item_params(mode: str, params: GenerationParams) -> GenerationParams:
+    """The smallest generation that makes one item of ``mode``: one prompt, as many responses
+    as the item shows (one to score, two to compare, the whole set to rank)."""
+    need = {"score": 1, "thumbs": 1, "pairwise": 2}.get(mode, params.per_prompt)
+    return replace(params, per_prompt=need, batch_size=need)
+
+
+def _refill(store, cancel, pick, want, exclude, loaded, params, first=None, report=None):
     """The refill work (worker thread): report the prompt count, then items as they are ready.
 
     Existing unseen items come first; when they are too few and a model is loaded, samples are
     generated for the prompts with the fewest samples, a few rounds at most, until enough exist.
+    With ``first`` (the annotator has nothing to rate), one prompt with ``first``'s settings comes
+    before the full batches, its text sent to ``report`` as ``("preview", (prompt, texts))`` while
+    it is written.
     """
     yield "prompts", store.count("prompts")
     yield "eval", set(store.prompt_ids("eval"))
@@ -361,6 +402,10 @@ def _refill(store, cancel, pick, want, exclude, loaded, params):
         yield "short", missing  # the GUI starts loading the model if it is not loading yet
         return
     exclude |= {i.key for i in items}
+    if first is not None and not items:
+        missing -= yield from _first_item(store, cancel, pick, exclude, loaded, first, report)
+        if missing <= 0 or cancel.is_set():
+            return
     for _round in range(MAX_GENERATION_ROUNDS):
         made = done = 0
         for prog in generate_samples(store, loaded, params, limit=missing, cancel=cancel):
@@ -378,3 +423,26 @@ def _refill(store, cancel, pick, want, exclude, loaded, params):
                 return
         if made == 0 or cancel.is_set():
             return
+
+
+def _first_item(store, cancel, pick, exclude, loaded, params, report):
+    """One prompt's responses for the first item, its text previewed as it is written; returns
+    how many items it made (``exclude`` gains their keys)."""
+    prompts: dict[int, str] = {}
+
+    def preview(p: GenerationPreview) -> None:
+        if report is not None and p.prompt_ids:
+            pid = p.prompt_ids[0]
+            if pid not in prompts:
+                prompts[pid] = store.prompt(pid)["text"]
+            report(("preview", (prompts[pid], p.texts[0])))
+
+    made = 0
+    for prog in generate_samples(store, loaded, params, limit=1, cancel=cancel, preview=preview):
+        yield "generated", prog
+        new, _note = pick(1, exclude)
+        if new:
+            exclude |= {i.key for i in new}
+            made += len(new)
+            yield "items", new
+    return made

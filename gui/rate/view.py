@@ -260,6 +260,8 @@ class RateView:
             loading_model=feeder.loading_model and not arena,
             model_error=None if arena else feeder.model_error,
             can_import=no_prompts and STARTER_PROMPTS.exists(),
+            preview=None if arena else feeder.preview,
+            load_stage=feeder.load_stage,
         )
 
     def apply_settings(self, settings: dict[str, Any]) -> None:

@@ -210,3 +210,36 @@ def test_the_prefill_keeps_one_position_contiguous_and_the_text_unchanged(tiny_m
         assert now == run(1)
     finally:
         head.remove()
+
+
+def test_a_preview_shows_each_batch_as_it_is_written(
+    project_with_prompts, tiny_model_dir, monkeypatch
+):
+    """On both paths the preview grows token by token into the responses that are saved."""
+    import core.generation
+
+    monkeypatch.setattr(core.generation, "PREVIEW_EVERY_S", 0.0)
+    store = project_with_prompts
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    params = GenerationParams(
+        per_prompt=2, max_new_tokens=12, temperature=1.5, seed=3, batch_size=4
+    )
+    for lean in (True, False):
+        lm.model.generation_config.repetition_penalty = 1.0 if lean else 1.3
+        seen = []
+        progress = list(generate_samples(store, lm, params, limit=2, preview=seen.append))
+        saved = {}
+        for sid in progress[-1].sample_ids:
+            row = store.db["samples"].get(sid)
+            saved.setdefault(row["prompt_id"], []).append(row["text"])
+        assert len(seen) >= 5, "a preview after every token of a 12-token batch"
+        assert seen[0].prompt_ids == sorted(saved)
+        lengths = [sum(len(t.rstrip("\ufffd")) for texts in p.texts for t in texts) for p in seen]
+        assert lengths == sorted(lengths) and lengths[-1] > lengths[0]
+        for p in seen:
+            for pid, texts in zip(p.prompt_ids, p.texts, strict=True):
+                assert len(texts) == 2
+                for partial, final in zip(texts, saved[pid], strict=True):
+                    assert final.startswith(partial.rstrip("\ufffd"))
+        store.conn.execute("DELETE FROM samples")
+    lm.model.generation_config.repetition_penalty = 1.0

@@ -94,3 +94,36 @@ def test_a_project_without_prompts_shows_its_empty_state_then_imports(qtbot, sto
     finally:
         panel.shutdown()
         ctx.close()
+
+
+def test_the_first_item_is_one_prompt_written_before_the_annotators_eyes(
+    qtbot, rate_setup, store, monkeypatch
+):
+    """With nothing to rate, the first generation is the smallest that makes an item (one prompt,
+    two responses to compare) and its text shows while it is written; full batches follow."""
+    import core.generation
+
+    monkeypatch.setattr(core.generation, "PREVIEW_EVERY_S", 0.0)
+    panel, _ctx = rate_setup("pairwise", samples=0, eager=True, per_prompt=4, queue_size=3)
+    shown, stages = [], []
+
+    def record():
+        if panel.item is None and panel.view.empty_page.preview.isVisible():
+            shown.append(panel.view.empty_page.preview.text())
+        if panel.feeder.load_stage and panel.item is None:
+            stages.append(panel.view.empty_page.text.text())
+
+    panel.feeder.changed.connect(record)
+    item = item_ready(qtbot, panel)
+    first = store.db["samples"].get(min(item.sample_ids))
+    assert '"per_prompt": 2' in first["params"]
+    made_first = store.count("samples", "params = ?", [first["params"]])
+    assert made_first == 2, "one prompt, the two responses a pairwise item needs"
+    assert shown, "the responses were shown while they were written"
+    assert "Prompt:" in shown[-1] and "Response 2" in shown[-1]
+    assert store.db["prompts"].get(item.prompt_id)["text"][:20] in shown[-1]
+    # loading the model said what it was doing, in the panel (a first start's conversion too)
+    assert any("Loading model" in t for t in stages)
+    assert any("ready on cpu" in t for t in stages)
+    qtbot.waitUntil(lambda: store.count("samples", "params LIKE '%\"per_prompt\": 4%'") > 0)
+    assert not panel.view.empty_page.preview.isVisible()
