@@ -16,6 +16,7 @@ from bench.common import BENCH_DIR, REPO
 
 ORDER = (
     "gen_speed",
+    "gen_whole",
     "dpo_vs_trl",
     "dpo_whole",
     "learning_test",

@@ -32,6 +32,7 @@ from bench.common import BENCH_DIR, OUT, REPO, bench_env, load_average, log
 # first; the learning proof, the longest, last.
 SCRIPTS = (
     ("gen_speed", ("bench.gen_speed",), 15),
+    ("gen_whole", ("bench.gen_whole",), 20),
     ("store_speed", ("bench.store_speed",), 15),
     ("cold_start", ("bench.cold_start",), 10),
     ("memory", ("bench.memory",), 10),

@@ -13,6 +13,7 @@ import pytest
 
 SCRIPTS = (
     "bench.gen_speed",
+    "bench.gen_whole",
     "bench.store_speed",
     "bench.dpo_vs_trl",
     "bench.dpo_whole",
