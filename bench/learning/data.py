@@ -71,8 +71,11 @@ def answers_per_prompt(size: dict[str, Any], n_prompts: int) -> int:
     return k + k % 2
 
 
-def make_project(cli: Cli, folder: Path, plan: Plan, sources: tuple[str, ...] | None) -> dict:
-    """Import the train and held-out prompts, set the model, generate the training answers."""
+def make_project(
+    cli: Cli, folder: Path, plan: Plan, sources: tuple[str, ...] | None, seed: str = TRAIN_SEED
+) -> dict:
+    """Import the train and held-out prompts, set the model, generate the training answers (with
+    generation seed ``seed``)."""
     size = plan.size
     train = prompt_texts("train", sources, size["train"])
     heldout = prompt_texts(plan.role, sources, size["heldout"])
@@ -96,7 +99,7 @@ def make_project(cli: Cli, folder: Path, plan: Plan, sources: tuple[str, ...] | 
         "--max-new-tokens",
         str(size["new"]),
         "--seed",
-        TRAIN_SEED,
+        seed,
     )
     return {
         "train prompts": len(train),

@@ -88,7 +88,9 @@ class Plan:
         return out
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
+def protocol_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every learning-bench script shares: the role, the reporting run's flag, the
+    raters and the training seeds."""
     p = parser(description)
     p.add_argument(
         "--role",
@@ -112,6 +114,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         help=f"comma-separated training seeds (default 0,1,2; --smoke {SMOKE_SEEDS}); "
         "each figure is their mean and spread",
     )
+    return p
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    p = protocol_parser(description)
     p.add_argument(
         "--runs",
         help="comma-separated training runs (default all): " + ", ".join(RUNS) + "; a subset is "
@@ -144,21 +151,13 @@ def parse(argv: list[str] | None, description: str) -> tuple[argparse.Namespace,
     unknown = set(runs) - set(RUNS)
     if unknown or ("rloo" in runs and "reward" not in runs):
         p.error(f"--runs: unknown {sorted(unknown)}" if unknown else "--runs: rloo needs reward")
-    try:
-        seeds = [
-            int(s) for s in (args.seeds or (SMOKE_SEEDS if args.smoke else "0,1,2")).split(",")
-        ]
-    except ValueError:
-        p.error(f"--seeds {args.seeds!r}: write comma-separated integers, e.g. 0,1,2")
-    if len(set(seeds)) != len(seeds):
-        p.error(f"--seeds {args.seeds}: a seed twice")
     plan = Plan(
         role=args.role,
         mode=mode_of(args),
         model=args.model,
-        seeds=seeds,
+        seeds=seeds_of(p, args),
         runs=runs,
-        raters=_raters(p, args),
+        raters=raters_of(p, args),
         settings=settings,
         report=args.report,
     )
@@ -168,7 +167,21 @@ def parse(argv: list[str] | None, description: str) -> tuple[argparse.Namespace,
     return args, plan
 
 
-def _raters(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[Rater]:
+def seeds_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The training seeds ``--seeds`` asks for (or the mode's default); a bad list exits 2."""
+    try:
+        seeds = [
+            int(s) for s in (args.seeds or (SMOKE_SEEDS if args.smoke else "0,1,2")).split(",")
+        ]
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: write comma-separated integers, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        p.error(f"--seeds {args.seeds}: a seed twice")
+    return seeds
+
+
+def raters_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[Rater]:
+    """The raters ``--raters`` asks for, all of the role's by default; another role's exits 2."""
     mine = list(preferences.raters(args.role))
     if args.raters is None:
         return [SMOKE_RATER] if args.smoke else [protocol_rater(n) for n in mine]
