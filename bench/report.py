@@ -259,7 +259,7 @@ def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
             "",
         ]
     render = DETAILS.get(b["name"]) or (
-        _table_details if b["name"].startswith("learning") else None
+        _table_details if b["name"].startswith(("learning", "label_efficiency")) else None
     )
     if render and b.get("details"):
         lines += render(b["details"]) + [""]

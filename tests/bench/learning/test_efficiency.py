@@ -1,0 +1,89 @@
+"""The label-efficiency experiment: both arms rate the same answers, each arm picks pairs the way
+it says (the project files' selection column), and the result holds both curves and the ratio."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+import pytest
+
+from bench.learning import efficiency
+from bench.learning.efficiency_summary import labels_to_reach, ratio
+
+
+def rows(db, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_smoke_run_compares_the_arms_on_the_same_answers(tiny_model_dir, tmp_path):
+    out, work = tmp_path / "result.json", tmp_path / "work"
+    efficiency.main(
+        ["--smoke", "--model", str(tiny_model_dir), "--out", str(out), "--workdir", str(work)]
+    )
+    result = json.loads(out.read_text())
+    budgets = efficiency.SIZES["smoke"]["budgets"]
+    assert result["name"] == "label_efficiency_dev" and result["details"]["seeds"] == [0, 1]
+
+    later = {"random": [], "uncertain": []}
+    for seed in (0, 1):
+        arm_db = {arm: work / f"text_hash-s{seed}-{arm}.db" for arm in efficiency.ARMS}
+        answers = (  # the candidates; held-out answers differ, each arm's policies wrote them
+            "SELECT s.id, s.prompt_id, s.text FROM samples s JOIN prompts p ON p.id = s.prompt_id "
+            "WHERE p.split = 'train' ORDER BY s.id"
+        )
+        assert rows(arm_db["random"], answers) == rows(arm_db["uncertain"], answers)
+        picks = {
+            arm: rows(
+                db,
+                "SELECT selection, sample_ids FROM ratings WHERE annotator = 'text_hash' "
+                "AND kind = 'pairwise' ORDER BY id",
+            )
+            for arm, db in arm_db.items()
+        }
+        assert len(picks["random"]) == len(picks["uncertain"]) == budgets[-1]
+        # the seed round is one set of random pairs, shared
+        assert picks["random"][: budgets[0]] == picks["uncertain"][: budgets[0]]
+        assert {s for s, _ in picks["uncertain"][: budgets[0]]} == {"random"}
+        for arm in efficiency.ARMS:
+            later[arm] += [s for s, _ in picks[arm][budgets[0] :]]
+        # one DPO run per round after the shared seed round's
+        runs = "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
+        assert rows(arm_db["uncertain"], runs) == [(len(budgets),)]
+    assert set(later["random"]) == {"random"}
+    assert set(later["uncertain"]) == {"uncertain", "random"}
+    assert later["uncertain"].count("uncertain") > later["uncertain"].count("random")
+
+    curves = result["details"]["curves"]["text_hash"]
+    for arm in efficiency.ARMS:
+        assert [p["budget"] for p in curves[arm]] == list(budgets)
+        assert all(set(p["z"]) == {"0", "1"} and not p["errors"] for p in curves[arm])
+    assert curves["random"][0]["z"] == curves["uncertain"][0]["z"]  # the shared checkpoint
+    figures = {f["key"]: f for f in result["figures"]}
+    ratio_fig = figures["efficiency.dev.text_hash.ratio"]
+    assert ratio_fig["target"] == 1.5 and ratio_fig["status"] in ("pass", "short", "missing")
+    share = figures["efficiency.dev.text_hash.uncertain_share"]["value"]
+    uncertain = later["uncertain"]
+    assert share == pytest.approx(100 * uncertain.count("uncertain") / len(uncertain))
+
+
+def test_the_test_raters_need_the_reporting_run(capsys):
+    with pytest.raises(SystemExit):
+        efficiency.main(["--smoke", "--role", "test"])
+    assert "may not look at the test raters" in capsys.readouterr().err
+
+
+def test_labels_to_reach_interpolates_from_the_base_model():
+    assert labels_to_reach([(25, 1.0), (50, 4.0)], 3.0) == pytest.approx(25 + 25 * 2 / 3)
+    assert labels_to_reach([(25, 6.0)], 3.0) == pytest.approx(12.5)  # from (0 labels, gain 0)
+    assert labels_to_reach([(25, 3.5), (50, 1.0), (100, 5.0)], 3.0) < 25  # the first crossing
+    assert labels_to_reach([(25, 1.0), (50, 2.9)], 3.0) is None
+
+
+def test_a_ratio_with_one_arm_short_of_the_gain_is_a_bound():
+    assert ratio(60.0, 30.0, 150, 150) == (2.0, "")
+    assert ratio(None, 50.0, 150, 150) == (3.0, "≥")
+    assert ratio(75.0, None, 150, 150) == (0.5, "≤")
+    assert ratio(None, None, 150, 150) == (None, "")
