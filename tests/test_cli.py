@@ -180,3 +180,18 @@ def test_a_wrecking_learning_rate_raises_an_alert_on_the_default_model(tmp_path)
     assert alerts, proc.stderr[-2000:]
     stats = json.loads(cli("--db", db, "stats", "--json").stdout)
     assert stats["run_details"][0]["alerts"]
+
+    # the wrecked checkpoint against its starting model, blind, judged by a scripted rater
+    cli("--db", db, "prompts", "split", "--eval", "6", "--seed", "1")
+    arena = ["arena", "--models", "default", "checkpoint:latest", "--per-prompt", "2"]
+    arena += ["--max-new-tokens", "16", "--judge", "core.raters:sentiment", "--json"]
+    board = json.loads(cli("--db", db, *arena).stdout)
+    models = {m["model"]: m for m in board["models"]}
+    latest = f"checkpoint:{stats['checkpoints']}"  # the run's last checkpoint
+    assert set(models) == {"default", latest} and models["default"]["rating"] == 1000
+    for m in models.values():
+        lo, hi = m["ci95"]
+        assert lo <= m["rating"] <= hi and m["comparisons"] == 6 * 2  # prompts x answers each
+    (pair,) = board["pairs"]
+    assert pair["n"] == 12 and 0 <= pair["ci95"][0] <= pair["win_rate"] <= pair["ci95"][1] <= 1
+    assert json.loads(cli("--db", db, "stats", "--json").stdout)["arena"] == board

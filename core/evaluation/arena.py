@@ -243,6 +243,13 @@ def comparisons(
 ) -> list[tuple[str, str, str]]:
     """(model shown as A, model shown as B, outcome) of every live pairwise rating of two
     different ``models``' answers to an evaluation prompt; both_bad counts as a tie."""
+    return [c[1:] for c in judged_comparisons(store, models, annotators)]
+
+
+def judged_comparisons(
+    store: ProjectStore, models: Iterable[str], annotators: Iterable[str] | None = None
+) -> list[tuple[str, str, str, str]]:
+    """``comparisons`` with who judged each: (annotator, model A, model B, outcome)."""
     models = set(models)
     names = None if annotators is None else set(annotators)
     out = []
@@ -258,7 +265,7 @@ def comparisons(
         ma, mb = made.get(a), made.get(b)
         if ma in models and mb in models and ma != mb:
             choice = json.loads(value).get("choice")
-            out.append((ma, mb, {"a": "a", "b": "b"}.get(choice, "tie")))
+            out.append((annotator, ma, mb, {"a": "a", "b": "b"}.get(choice, "tie")))
     return out
 
 
@@ -278,10 +285,10 @@ def arena_report(
             return None
         models = spec.models
     names = None if annotators is None else list(annotators)
-    found = comparisons(store, models, names)
-    board = leaderboard(found, models, rounds=rounds, seed=seed)
-    judged_by = sorted({a for (a,) in store.conn.execute("SELECT DISTINCT annotator FROM ratings")})
-    board["annotators"] = names if names is not None else judged_by
+    judged = judged_comparisons(store, models, names)
+    board = leaderboard([c[1:] for c in judged], models, rounds=rounds, seed=seed)
+    # who judged these comparisons, not everyone who rated anything in the project
+    board["annotators"] = names if names is not None else sorted({c[0] for c in judged})
     by_pair = {frozenset((p["a"], p["b"])): p for p in board["pairs"]}
     board["summary"] = [describe_pair(p) for p in board["pairs"]]
     board["against_start"] = [

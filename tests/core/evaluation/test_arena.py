@@ -115,6 +115,17 @@ def test_arena_with_a_judge_rates_blind_cross_model_pairs(
     assert main.main(["--db", db, "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["eval_prompts"] == 3 and stats["arena"]["pairs"][0]["n"] == 6
+    # a person's rating of one model's two answers is no arena comparison, nor its judge
+    pid = next(iter(eval_ids))
+    sql = "SELECT id FROM samples WHERE prompt_id = ? AND model = ? ORDER BY id"
+    same = [r[0] for r in store.conn.execute(sql, (pid, models[0]))]
+    store.add_rating(
+        annotator="bob", kind="pairwise", sample_ids=same[:2], value={"choice": "a"}, prompt_id=pid
+    )
+    capsys.readouterr()
+    assert main.main(["--db", db, "stats", "--json"]) == 0
+    arena = json.loads(capsys.readouterr().out)["arena"]
+    assert arena["annotators"] == ["judge:core.raters:length"] and arena["pairs"][0]["n"] == 6
 
 
 def test_the_arena_needs_evaluation_prompts(project_with_prompts, tiny_model_dir, capsys):
