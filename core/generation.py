@@ -113,13 +113,14 @@ def generate_texts(
     stop_ids = _stop_ids(loaded)
     on_step = None
     if preview is not None:
-        due = [time.monotonic() + PREVIEW_EVERY_S]
+        due = time.monotonic() + PREVIEW_EVERY_S
 
         def on_step(tokens: torch.Tensor, written: int) -> None:
-            if time.monotonic() >= due[0]:
+            nonlocal due
+            if time.monotonic() >= due:
                 rows = tokens[:, :written].tolist()
                 preview([[t for t, _ in r] for r in _texts(tok, rows, k, stop_ids)])
-                due[0] = time.monotonic() + PREVIEW_EVERY_S
+                due = time.monotonic() + PREVIEW_EVERY_S
 
     if lean_path_applies(loaded.model):
         rows = _sample_shared_prefill(loaded, texts, params, seed, cancel, on_step)

@@ -100,33 +100,30 @@ def newest_scorer(
 ) -> tuple[str, Callable[[list[int]], Scores]]:
     """(what scores, a function sample ids -> rewards): the newest reward checkpoint, else the
     newest policy checkpoint's implicit reward against its starting model."""
-    reward = store.conn.execute(
-        "SELECT id FROM checkpoints WHERE kind = 'reward' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    reward = store.newest_checkpoint_id("reward")
     if reward is not None:
-        rm = load_reward_model(store, reward[0], device=device, dtype=dtype)
+        rm = load_reward_model(store, reward, device=device, dtype=dtype)
 
         def by_reward_model(ids: list[int]) -> Scores:
             prompts, texts = _texts(store, ids)
             return dict(zip(ids, score_texts(rm, prompts, texts), strict=True))
 
-        return f"reward model checkpoint:{reward[0]}", by_reward_model
-    policy = store.conn.execute(
-        "SELECT id, base_model FROM checkpoints WHERE kind = 'policy' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+        return f"reward model checkpoint:{reward}", by_reward_model
+    policy = store.newest_checkpoint_id("policy")
     if policy is None:
         raise NoScorer(
             f"{store.path} has no reward model or trained policy to be uncertain with; train one "
             "first (train --algo reward, or dpo), or select by coverage or at random."
         )
-    tuned = load_model(f"checkpoint:{policy[0]}", store=store, device=device, dtype=dtype)
-    start = load_model(policy[1], store=store, device=device, dtype=dtype)
+    base = store.checkpoint(policy)["base_model"]
+    tuned = load_model(f"checkpoint:{policy}", store=store, device=device, dtype=dtype)
+    start = load_model(base, store=store, device=device, dtype=dtype)
 
     def by_implicit_reward(ids: list[int]) -> Scores:
         mine, ref = _logps(store, tuned, ids), _logps(store, start, ids)
         return {i: mine[i] - ref[i] for i in ids}
 
-    return f"policy checkpoint:{policy[0]} against {policy[1]}", by_implicit_reward
+    return f"policy checkpoint:{policy} against {base}", by_implicit_reward
 
 
 def _texts(store: ProjectStore, ids: list[int]) -> tuple[list[list[dict[str, str]]], list[str]]:

@@ -392,21 +392,26 @@ class RunRows(_Rows):
             )
             return int(cur.lastrowid)
 
+    def newest_checkpoint_id(self, kind: str) -> int | None:
+        """The id of the newest checkpoint of ``kind`` (policy or reward), None when there is none."""
+        row = self.conn.execute(
+            "SELECT id FROM checkpoints WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def checkpoint(self, ref: str | int) -> dict[str, Any]:
         """Resolve ``ID``, ``checkpoint:ID`` or ``checkpoint:latest`` (newest *policy* checkpoint)."""
         ref = str(ref)
         if ref.startswith("checkpoint:"):
             ref = ref.split(":", 1)[1]
         if ref == "latest":
-            row = self.conn.execute(
-                "SELECT id FROM checkpoints WHERE kind = 'policy' ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
+            newest = self.newest_checkpoint_id("policy")
+            if newest is None:
                 raise ProjectError(
                     f"{self.path} has no policy checkpoint yet; train one first (Train tab or "
                     "the `train` command)."
                 )
-            ref = str(row[0])
+            ref = str(newest)
         if not ref.isdigit():
             raise ProjectError(
                 f"checkpoint:{ref} is not a checkpoint id; use checkpoint:ID or checkpoint:latest."
