@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     use_bench_home()
     n_prompts, k, new = pick(args, 14, 4, 2), pick(args, 8, 8, 2), pick(args, 64, 32, 4)
-    reps = pick(args, 2, 1, 1)
+    reps = pick(args, 3, 1, 1)  # three, alternating order: a median, not a mean of two
     folder = workdir(args, "gen_whole")
     res = Result("gen_whole", "Generation, whole process", mode_of(args))
     prompts = prompts_file(folder, n_prompts)
