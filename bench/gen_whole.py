@@ -61,6 +61,8 @@ def run_ours(args, prompts: Path, folder: Path, k: int, new: int, rep: int) -> t
     from core.store import ProjectStore
 
     db = folder / f"ours-{rep}.db"
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # an earlier run's samples would count
+        stale.unlink(missing_ok=True)
     run_cli(["--db", str(db), "prompts", "import", str(prompts)])  # set-up, not timed
     argv = ["--db", str(db), "generate", "--model", args.model, "--per-prompt", str(k)]
     argv += ["--max-new-tokens", str(new), "--temperature", "0.8", "--top-p", "0.95"]
