@@ -26,6 +26,7 @@ from bench.common import (
     Result,
     bench_env,
     finish,
+    fresh,
     log,
     median,
     mode_of,
@@ -43,8 +44,7 @@ def new_project(db: Path, model: str) -> Path:
     from core.prompts import import_prompts
     from core.store import ProjectStore
 
-    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        path.unlink(missing_ok=True)
+    fresh(db)
     with ProjectStore(db) as store:
         import_prompts(store, REPO / "resources" / "starter_prompts.jsonl")
         if model != "default":

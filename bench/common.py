@@ -350,3 +350,9 @@ def plots_dir(args: argparse.Namespace) -> Path:
     path = REPO / "docs" if mode_of(args) == "full" else workdir(args, "plots")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def fresh(db: Path) -> None:
+    """Remove a project file and its WAL files, so a run starts from an empty project."""
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink(missing_ok=True)

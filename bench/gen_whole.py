@@ -34,6 +34,7 @@ from bench.common import (
     bench_env,
     cpu_flags,
     finish,
+    fresh,
     log,
     median,
     mode_of,
@@ -61,8 +62,7 @@ def run_ours(args, prompts: Path, folder: Path, k: int, new: int, rep: int) -> t
     from core.store import ProjectStore
 
     db = folder / f"ours-{rep}.db"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # an earlier run's samples would count
-        stale.unlink(missing_ok=True)
+    fresh(db)  # an earlier run's samples would count
     run_cli(["--db", str(db), "prompts", "import", str(prompts)])  # set-up, not timed
     argv = ["--db", str(db), "generate", "--model", args.model, "--per-prompt", str(k)]
     argv += ["--max-new-tokens", str(new), "--temperature", "0.8", "--top-p", "0.95"]

@@ -52,11 +52,6 @@ class Cli:
         return time.perf_counter() - t0
 
 
-def fresh(db: Path) -> None:
-    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        path.unlink(missing_ok=True)
-
-
 def prompt_texts(split: str, sources: tuple[str, ...] | None, n: int) -> list[str]:
     """``n`` prompts of ``split`` from ``sources``, balanced; all of them when there are fewer."""
     available = len(prompt_sets.records(split, sources))

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, finish, log, mode_of, use_bench_home, workdir
+from bench.common import Result, finish, fresh, log, mode_of, use_bench_home, workdir
 from bench.learning import efficiency_summary, evaluate
-from bench.learning.data import Cli, count_pairs, fresh, make_project, pairwise_choices
+from bench.learning.data import Cli, count_pairs, make_project, pairwise_choices
 from bench.learning.plan import (
     Plan,
     Rater,

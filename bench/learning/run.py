@@ -26,9 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, finish, log, plots_dir, use_bench_home, workdir
+from bench.common import Result, finish, fresh, log, plots_dir, use_bench_home, workdir
 from bench.learning import evaluate, summary
-from bench.learning.data import Cli, fresh, make_project, rate
+from bench.learning.data import Cli, make_project, rate
 from bench.learning.plan import RUNS, Plan, Rater, parse
 
 EVAL_SEED = "1234"  # generation seed of every policy's held-out answers
