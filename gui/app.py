@@ -281,6 +281,20 @@ def take_screenshot(window: MainWindow, path: Path, timeout_s: float) -> int:
 
     panel, tab = window.rate_panel, window.tabs.currentWidget()
     if tab is panel:
+        text_seen = False
+
+        def first_text() -> (
+            None
+        ):  # the first words an annotator can read, maybe still being written
+            nonlocal text_seen
+            preview = panel.feeder.preview
+            if not text_seen and (panel.item is not None or preview and any(preview[1])):
+                text_seen = True
+                print("screenshot: first text on screen", flush=True)
+
+        panel.feeder.changed.connect(first_text)
+        panel.item_shown.connect(first_text)
+        first_text()
         panel.ready.connect(lambda: finish(True))
         panel.stalled.connect(lambda why: finish(False, f"no item could be prepared: {why}"))
         if panel._ready_sent:

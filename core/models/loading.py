@@ -6,6 +6,7 @@ checkpoint), so the recursion stays inside this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ def load_model(
     """Load a causal LM for generation or training. Raises ModelLoadError with a clear message.
 
     ``dtype`` None or ``auto``: bf16 on CUDA that has it, fp16 on MPS, and on a CPU the precision
-    measured to generate faster on this CPU (core.models.precision: loaded in fp32, then cast)."""
+    measured to generate faster on this CPU (core.models.precision: read in that dtype once it
+    is cached, else loaded in fp32, measured and cast)."""
     parsed = parse_spec(spec)
     dev = pick_device(device)
     dt = parse_dtype(dtype, dev)
@@ -78,7 +80,9 @@ def load_model(
     else:
         if progress:
             progress(f"Loading model {parsed.text}…", 0.0)
-        model, tokenizer, source = _load_plain(parsed, dt, trust_remote_code, progress)
+        measured = how == "default" and dev.type == "cpu"
+        known = _cached_cpu_dtype if measured else None
+        model, tokenizer, source = _load_plain(parsed, dt, trust_remote_code, progress, known)
         spec_text = parsed.text
     model.to(dev)
     model.eval()
@@ -93,8 +97,17 @@ def load_model(
     return loaded
 
 
+def _cached_cpu_dtype(config: Any) -> torch.dtype | None:
+    known = precision.cpu_dtype(config, None, measure=False)
+    return None if known is None else known[0]
+
+
 def _load_plain(
-    parsed: ModelSpec, dtype: torch.dtype, trust_remote_code: bool, progress: Progress | None
+    parsed: ModelSpec,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+    progress: Progress | None,
+    known: Callable[[Any], torch.dtype | None] | None = None,
 ) -> tuple[Any, Any, str]:
     if parsed.kind == "gguf":
         path = Path(parsed.value)
@@ -104,7 +117,8 @@ def _load_plain(
         return model, tokenizer, str(path)
     if parsed.kind == "default":
         folder = default_model_dir(progress)
-        return *load_pretrained_folder(str(folder), dtype, False, "default"), str(folder)
+        model, tokenizer = load_pretrained_folder(str(folder), dtype, False, "default", known)
+        return model, tokenizer, str(folder)
     if parsed.kind == "folder":
         path = Path(parsed.value)
         if not path.exists():
@@ -118,14 +132,21 @@ def _load_plain(
                 "language model saved with save_pretrained."
             )
     return *load_pretrained_folder(
-        parsed.value, dtype, trust_remote_code, parsed.value
+        parsed.value, dtype, trust_remote_code, parsed.value, known
     ), parsed.value
 
 
 def load_pretrained_folder(
-    name: str, dtype: torch.dtype, trust_remote_code: bool = False, label: str | None = None
+    name: str,
+    dtype: torch.dtype,
+    trust_remote_code: bool = False,
+    label: str | None = None,
+    known: Callable[[Any], torch.dtype | None] | None = None,
 ) -> tuple[Any, Any]:
-    """AutoModelForCausalLM + AutoTokenizer from a folder or hub id, with errors for people."""
+    """AutoModelForCausalLM + AutoTokenizer from a folder or hub id, with errors for people.
+
+    ``known(config)``: the dtype this CPU already chose for the architecture, if any; the
+    weights are then read in it (no full-precision copy to cast afterwards)."""
     quiet_import("transformers", "transformers.models.auto.modeling_auto")
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import (
@@ -162,6 +183,8 @@ def load_pretrained_folder(
             MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # lazy in transformers: imports the module
         except (KeyError, ImportError, AttributeError):
             pass  # remote code, or a model transformers cannot import: from_pretrained says why
+    if known is not None:
+        dtype = known(config) or dtype
     try:
         tokenizer = load_tokenizer(name, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

@@ -33,6 +33,7 @@ __all__ = [
     "PrecisionChoice",
     "architecture",
     "cache_key",
+    "cached_choice",
     "calibrate",
     "choose",
     "cpu_dtype",
@@ -199,12 +200,22 @@ def precision_for(
 
 
 def cpu_dtype(
-    model: Any, tokenizer: Any, progress: Callable[[str, float | None], None] | None = None
-) -> tuple[torch.dtype, str]:
+    model: Any,
+    tokenizer: Any,
+    progress: Callable[[str, float | None], None] | None = None,
+    *,
+    measure: bool = True,
+) -> tuple[torch.dtype, str] | None:
     """The dtype ``load_model`` runs a model in on a CPU when none was asked for (the measured
     generation choice) and where it came from: ``cache``, ``measured`` or ``inconclusive``
     (fp32: the measurement did not fit its budget; tried again at the next start, at most
-    ``MAX_INCONCLUSIVE`` times, and always by the ``calibrate`` command)."""
+    ``MAX_INCONCLUSIVE`` times, and always by the ``calibrate`` command).
+
+    ``measure=False`` only looks in the cache (``model`` may be a config): None when this CPU
+    has no choice for the architecture yet, so weights can be read in their final dtype."""
+    if not measure:
+        choice = cached_choice(model, data_dir())
+        return None if choice is None else (choice.generate, choice.source)
 
     def say() -> None:
         if progress is not None:
@@ -212,6 +223,19 @@ def cpu_dtype(
 
     choice = precision_for(model, data_dir(), device="cpu", tokenizer=tokenizer, on_measure=say)
     return choice.generate, choice.source
+
+
+def cached_choice(model_or_config: Any, data_dir: str | Path) -> PrecisionChoice | None:
+    """This CPU's cached choice for the architecture, or None (never measured, or unreadable);
+    never measures."""
+    key = cache_key(cpu_identity(), architecture(model_or_config))
+    entry = read_cache(Path(data_dir) / CACHE_NAME).get(key, {})
+    if "calibration" not in entry:
+        return None
+    try:
+        return _choice(Calibration.from_dict(entry["calibration"]), "cache")
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _choice(cal: Calibration, source: str) -> PrecisionChoice:

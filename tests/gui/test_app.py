@@ -183,3 +183,18 @@ def test_runtime_leaves_the_gui_a_core(monkeypatch):
     finally:
         torch.set_num_threads(threads)
         sys.setswitchinterval(interval)
+
+
+def test_screenshot_of_a_new_project_reports_its_first_text_then_the_item(
+    qtbot, project_with_prompts, tiny_model_dir, tmp_path, capsys
+):
+    """A project with prompts and no responses: the model writes the first item while the
+    annotator waits; the first text on screen comes before the item is ready to rate."""
+    project_with_prompts.update_settings(model=str(tiny_model_dir), max_new_tokens=8)
+    out = tmp_path / "new.png"
+    assert run_app(args_for(project_with_prompts.path, screenshot=str(out))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    text = [i for i, line in enumerate(lines) if "first text on screen" in line]
+    saved = [i for i, line in enumerate(lines) if "screenshot saved" in line]
+    assert len(text) == 1 and len(saved) == 1 and text[0] < saved[0]
+    assert project_with_prompts.count("samples") >= 2

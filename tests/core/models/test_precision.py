@@ -387,3 +387,28 @@ def test_the_calibrate_command_measures_again(
     assert len(entries) == 1
     bad = build_parser().parse_args(["--db", db, "--device", "cuda", "calibrate"])
     assert run(bad) == 2
+
+
+def test_a_cached_choice_reads_the_weights_in_it(
+    tiny_model_dir: Path, measuring: FakeCalibrate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once this CPU has chosen bf16, later loads read bf16 weights, never an fp32 copy."""
+    from transformers import AutoModelForCausalLM
+
+    from core.models import load_model
+
+    asked: list[torch.dtype] = []
+    real = AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        asked.append(kwargs.get("dtype"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    first = load_model(str(tiny_model_dir), device="cpu")  # nothing cached: fp32, measured, cast
+    again = load_model(str(tiny_model_dir), device="cpu")
+    assert asked == [torch.float32, torch.bfloat16]
+    assert (first.precision, again.precision) == ("measured", "cache")
+    assert all(p.dtype == torch.bfloat16 for p in again.model.parameters())
+    assert load_model(str(tiny_model_dir), device="cpu", dtype="fp32").dtype == torch.float32
+    assert asked[-1] == torch.float32  # --dtype still decides
