@@ -236,6 +236,11 @@ class RatingRows(_Rows):
         for row in self.db.query(sql + " ORDER BY id", args):
             yield decode_rating(dict(row))
 
+    def live_rating_ids(self) -> list[int]:
+        """The ids of every rating not undone or replaced, oldest first."""
+        sql = "SELECT id FROM ratings WHERE superseded = 0 ORDER BY id"
+        return [r[0] for r in self.conn.execute(sql)]
+
     def rated_sample_ids(self, annotator: str, kinds: Iterable[str] | None = None) -> set[int]:
         """Samples this annotator has judged in a live (not undone) rating, skips included."""
         sql = "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0"

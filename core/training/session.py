@@ -7,7 +7,6 @@ the run through the loop and owns every write (only the main process writes).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
@@ -265,7 +264,7 @@ def _snapshot(store: ProjectStore, acc: Any) -> list[int]:
     """The ratings that exist now (the run trains on these, whatever annotators add later)."""
     from accelerate.utils import broadcast_object_list
 
-    ids = [r[0] for r in store.conn.execute("SELECT id FROM ratings WHERE superseded = 0")]
+    ids = store.live_rating_ids()
     if acc.num_processes > 1:
         holder = [ids]
         broadcast_object_list(holder, from_process=0)
@@ -286,15 +285,13 @@ def setup_session(
 
     resume_folder, done = None, 0
     if resume_run_id is not None:
-        row = store.conn.execute(
-            "SELECT config, rating_ids, status FROM runs WHERE id = ?", (resume_run_id,)
-        ).fetchone()
+        row = store.run(resume_run_id)
         if row is None:
             raise UserError(f"run {resume_run_id} does not exist in {store.path}.")
-        cfg = config_from_dict(json.loads(row[0]))
+        cfg = config_from_dict(row["config"])
         if config is not None and config.steps:
             cfg.steps = config.steps
-        rating_ids: list[int] | None = json.loads(row[1] or "[]")
+        rating_ids: list[int] | None = row["rating_ids"]
         ckpt = latest_checkpoint(store, run_id=resume_run_id)
         if ckpt is not None:
             resume_folder, done = checkpoint_path(store, ckpt), int(ckpt["step"])

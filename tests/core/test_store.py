@@ -115,9 +115,10 @@ def test_rating_is_committed_at_once_and_undo_supersedes(project_with_prompts):
     s.set_superseded(rid)
     assert other.count("ratings") == 1  # never deleted
     assert other.count("ratings", "superseded = 0") == 0
-    assert list(s.ratings()) == []
+    assert list(s.ratings()) == [] and s.live_rating_ids() == []
     assert [r["id"] for r in s.ratings(include_superseded=True)] == [rid]
     s.set_superseded(rid, False)
+    assert s.live_rating_ids() == [rid]
     assert other.basic_stats()["ratings"] == 1
     assert other.basic_stats()["annotators"] == {"ann": 1}
     other.close()
