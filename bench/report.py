@@ -136,11 +136,19 @@ def cpu_factors(benches: dict[str, Any]) -> dict[str, float]:
     return factors
 
 
-def _slower(benches: dict[str, Any]) -> str:
-    """ "N.Nx slower than the target's CPU" from the cleaner reference (generation) if measured."""
+def _slower(benches: dict[str, Any]) -> tuple[str, str | None]:
+    """ "N.Nx slower than the target's CPU" from the cleaner reference (generation) if measured,
+    and the CPU it was measured on (the factor says nothing about results from another CPU)."""
     factors = cpu_factors(benches)
-    factor = factors.get("plain") or factors.get("trl")
-    return f"{factor:.1f}x slower than the target's CPU" if factor else ""
+    source = "gen_speed" if "plain" in factors else "dpo_vs_trl" if "trl" in factors else None
+    if source is None:
+        return "", None
+    factor = factors["plain" if source == "gen_speed" else "trl"]
+    return f"{factor:.1f}x slower than the target's CPU", _cpu_of(benches[source])
+
+
+def _cpu_of(bench: dict[str, Any]) -> str | None:
+    return (bench.get("machine") or {}).get("cpu")
 
 
 def cpu_scale(benches: dict[str, Any]) -> list[str]:
@@ -209,7 +217,8 @@ def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
         "| Benchmark | Figure | Value | Target | Status | Cause / note |",
         "|---|---|---:|---|---|---|",
     ]
-    slower, derived, old = _slower(benches), derived_causes(benches), superseded(benches)
+    (slower, slower_cpu), derived = _slower(benches), derived_causes(benches)
+    old = superseded(benches)
     for name in _ordered(benches):
         b = benches[name]
         for fig in b.get("figures", []):
@@ -219,7 +228,8 @@ def summary_table(benches: dict[str, dict[str, Any]]) -> list[str]:
             if why:
                 note += f"{'; ' if note else ''}{why}"
             status = status_of(fig, name, old)
-            if status == "short" and fig["unit"] in ("s", "tok/s") and slower:
+            same_cpu = _cpu_of(b) == slower_cpu
+            if status == "short" and fig["unit"] in ("s", "tok/s") and slower and same_cpu:
                 note += f"{'; ' if note else ''}this CPU is {slower} (see above)"
             if status == "superseded":
                 was = f"was {fig['status']}: " if fig["status"] in ("pass", "short") else ""
