@@ -110,6 +110,11 @@ def time_app(
     }
 
 
+def text_value(run: dict) -> float:
+    """Seconds to the first text on screen; a run that never reported it counts as ready_value."""
+    return run["text_s"] if run["text_s"] is not None else ready_value(run)[0]
+
+
 def time_imports(home: Path | None) -> float:
     """Seconds from launching Python to the end of what the app imports before its window
     (``main.gui_imports``): the floor under every later start."""
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
             note="" if value <= TARGET_LATER_S else cause,
         )
     value = median([ready_value(r)[0] for r in fresh])
-    text = median([r["text_s"] if r["text_s"] is not None else ready_value(r)[0] for r in fresh])
+    text = median([text_value(r) for r in fresh])
     res.figure(
         "cold.later_new_text",
         "later run, new project: launch to the first item's text on screen, still being written "
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     if same:
         # like with like: both at the moment the item (or its first words) is put on screen,
         # before the screenshot's settle and save, which only ready_s counts
-        base = median([r["text_s"] if r["text_s"] is not None else ready_value(r)[0] for r in same])
+        base = median([text_value(r) for r in same])
         ready_base = median([ready_value(r)[0] for r in same])
         res.figure(
             "cold.new_vs_same",

@@ -140,11 +140,11 @@ def _slower(benches: dict[str, Any]) -> tuple[str, str | None]:
     """ "N.Nx slower than the target's CPU" from the cleaner reference (generation) if measured,
     and the CPU it was measured on (the factor says nothing about results from another CPU)."""
     factors = cpu_factors(benches)
-    source = "gen_speed" if "plain" in factors else "dpo_vs_trl" if "trl" in factors else None
-    if source is None:
-        return "", None
-    factor = factors["plain" if source == "gen_speed" else "trl"]
-    return f"{factor:.1f}x slower than the target's CPU", _cpu_of(benches[source])
+    for key, source in (("plain", "gen_speed"), ("trl", "dpo_vs_trl")):
+        if key in factors:
+            text = f"{factors[key]:.1f}x slower than the target's CPU"
+            return text, _cpu_of(benches[source])
+    return "", None
 
 
 def _cpu_of(bench: dict[str, Any]) -> str | None:

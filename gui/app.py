@@ -283,9 +283,9 @@ def take_screenshot(window: MainWindow, path: Path, timeout_s: float) -> int:
     if tab is panel:
         text_seen = False
 
-        def first_text() -> (
-            None
-        ):  # the first words an annotator can read, maybe still being written
+        def first_text() -> None:
+            """Say once when the first words an annotator can read are on screen (a new
+            project's first item may still be being written)."""
             nonlocal text_seen
             preview = panel.feeder.preview
             if not text_seen and (panel.item is not None or preview and any(preview[1])):

@@ -174,11 +174,11 @@ def precision_for(
     key, path = cache_key(identity, arch), Path(data_dir) / CACHE_NAME
     entries = read_cache(path)
     entry = {} if recalibrate else entries.get(key, {})
-    if "calibration" in entry:
-        try:
-            return _choice(Calibration.from_dict(entry["calibration"]), "cache")
-        except (AttributeError, KeyError, TypeError, ValueError) as e:  # measured again
-            log.warning("%s: entry %s unreadable (%s); calibrating again", path, key, e)
+    cached = _cached(entry)
+    if cached is not None:
+        return cached
+    if "calibration" in entry:  # measured again
+        log.warning("%s: entry %s unreadable; calibrating again", path, key)
     tries = entry.get("inconclusive", 0) if isinstance(entry.get("inconclusive"), int) else 0
     if tries >= MAX_INCONCLUSIVE:  # a machine this busy at every start: fp32 until asked again
         return PrecisionChoice(torch.float32, torch.float32, "inconclusive")
@@ -229,7 +229,11 @@ def cached_choice(model_or_config: Any, data_dir: str | Path) -> PrecisionChoice
     """This CPU's cached choice for the architecture, or None (never measured, or unreadable);
     never measures."""
     key = cache_key(cpu_identity(), architecture(model_or_config))
-    entry = read_cache(Path(data_dir) / CACHE_NAME).get(key, {})
+    return _cached(read_cache(Path(data_dir) / CACHE_NAME).get(key, {}))
+
+
+def _cached(entry: dict[str, Any]) -> PrecisionChoice | None:
+    """A cache entry's choice; None when it has no calibration or an unreadable one."""
     if "calibration" not in entry:
         return None
     try:
