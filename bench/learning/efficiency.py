@@ -20,7 +20,8 @@ to reach is fixed per size before any run (+3 SE in full runs); the labels an ar
 interpolated linearly between budgets (efficiency_summary.py).
 
 How long: a full run (4 raters x 3 seeds, budgets 25/50/100/150) takes about 22 hours per role on
-a quiet 2-core CPU, derived in docs/learning-protocol.md ("Label efficiency").
+a quiet 2-core CPU, derived in docs/learning-protocol.md ("Label efficiency"). ``--resume`` carries
+on an interrupted run in the same work folder from its last finished step (bench/learning/journal.py).
 """
 
 from __future__ import annotations
@@ -32,9 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, finish, fresh, log, mode_of, use_bench_home, workdir
+from bench.common import (
+    Result,
+    code_version,
+    finish,
+    fresh,
+    log,
+    mode_of,
+    use_bench_home,
+    workdir,
+)
 from bench.learning import efficiency_summary, evaluate
 from bench.learning.data import Cli, count_pairs, make_project, pairwise_choices
+from bench.learning.journal import Journal, JournalMismatch
 from bench.learning.plan import (
     Plan,
     Rater,
@@ -87,6 +98,12 @@ class EfficiencyPlan(Plan):
 def parse(argv: list[str] | None) -> tuple[Any, EfficiencyPlan]:
     """The arguments and the plan; a plan that breaks the protocol exits 2 saying why."""
     p = protocol_parser(__doc__.split("\n")[0])
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on the interrupted run in --workdir (same arguments, same code) from its last "
+        "finished step, instead of starting afresh",
+    )
     args = p.parse_args(argv)
     plan = EfficiencyPlan(
         role=args.role,
@@ -109,18 +126,49 @@ def main(argv: list[str] | None = None) -> dict:
     name = f"label_efficiency_{plan.role}"
     res = Result(name, efficiency_summary.title(plan), plan.mode)
     folder = workdir(args, name)
+    try:
+        journal = Journal.open(folder, identity(plan), args.resume)
+    except JournalMismatch as e:
+        raise SystemExit(f"efficiency: {e}") from None
     results: dict[str, dict] = {r.name: {"rater": r, "seeds": {}} for r in plan.raters}
     for seed in plan.seeds:
         for group, raters in plan.projects().items():
-            base = make_base(folder, group, raters[0].sources, plan, seed)
+            base = make_base(folder, group, raters[0].sources, plan, seed, journal)
             for rater in raters:
-                results[rater.name]["seeds"][seed] = run_rater(folder, base, rater, plan, seed)
+                results[rater.name]["seeds"][seed] = run_rater(
+                    folder, base, rater, plan, seed, journal
+                )
     efficiency_summary.report(res, plan, results)
+    if journal.sittings > 1:
+        res.notes.append(
+            f"Resumed: the run was started {journal.sittings} times (from "
+            f"{journal.data['sittings'][0]['started']} to {journal.data['sittings'][-1]['started']}"
+            "); an interrupted step was done again from its start. Labels and gains do not depend "
+            "on the sitting; the times of steps from different sittings do not compare."
+        )
     return finish(res, args)
 
 
+def identity(plan: Plan) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one."""
+    return {
+        "role": plan.role,
+        "mode": plan.mode,
+        "model": plan.model,
+        "seeds": plan.seeds,
+        "raters": [r.name for r in plan.raters],
+        "report": plan.report,
+        "code": code_version(),
+    }
+
+
 def make_base(
-    folder: Path, group: str, sources: tuple[str, ...] | None, plan: Plan, seed: int
+    folder: Path,
+    group: str,
+    sources: tuple[str, ...] | None,
+    plan: Plan,
+    seed: int,
+    journal: Journal,
 ) -> dict[str, Any]:
     """The project the raters of ``sources`` start from with training seed ``seed``: prompts,
     candidate answers and the base model's held-out answers; nothing rated or trained."""
@@ -128,39 +176,72 @@ def make_base(
     from core.store import ProjectStore
 
     db = folder / f"{group}-s{seed}.db"
-    clear(db)
-    log(f"efficiency: project {db.name}")
-    data = make_project(Cli(db), folder, plan, sources, seed=str(GENERATION_SEED + seed))
-    base = load_model(plan.model)
-    size = plan.size
+    key = f"base/{group}/s{seed}"
+    made = journal.get(key)
+    if made is None:
+        clear(db)
+        log(f"efficiency: project {db.name}")
+        data = make_project(Cli(db), folder, plan, sources, seed=str(GENERATION_SEED + seed))
+        base = load_model(plan.model)
+        with ProjectStore(db) as store:
+            evaluate.ensure_answers(store, _heldout(store, plan, base.spec), base)
+        made = journal.put(key, {"data": data, "base": base.spec})
     with ProjectStore(db) as store:
-        spec = evaluate.heldout_spec(store, [base.spec], size["k"], size["new"], int(EVAL_SEED))
-        evaluate.ensure_answers(store, spec, base)
-    return {"db": db, "data": data, "spec": spec, "base": base.spec}
+        spec = _heldout(store, plan, made["base"])
+    return {"db": db, "data": made["data"], "spec": spec, "base": made["base"]}
 
 
-def run_rater(folder: Path, base: dict, rater: Rater, plan: Plan, seed: int) -> dict[str, Any]:
-    """The seed round in a copy of ``base``, then each arm's later rounds in its own copy."""
+def _heldout(store, plan: Plan, base: str):
+    size = plan.size
+    return evaluate.heldout_spec(store, [base], size["k"], size["new"], int(EVAL_SEED))
+
+
+def run_rater(
+    folder: Path, base: dict, rater: Rater, plan: Plan, seed: int, journal: Journal
+) -> dict[str, Any]:
+    """The seed round in a copy of ``base``, then each arm's later rounds in its own copy.
+    Each round, and each copy, is a step of ``journal``: a resumed run skips those done."""
     from core.raters import load_rater
     from core.store import ProjectStore
 
     score = load_rater(rater.spec)
-    shared = copy_project(base["db"], folder / f"{rater.name}-s{seed}.db")
+    key = f"{rater.name}/s{seed}"
+    shared = folder / f"{rater.name}-s{seed}.db"
+    if journal.get(f"{key}/copy") is None:
+        copy_project(base["db"], shared)
+        journal.put(f"{key}/copy", str(shared))
     with ProjectStore(shared) as store:
         base_ev = evaluate.answers_eval(store, base["spec"], base["base"], "base", score)
     ctx = {"rater": rater, "seed": seed, "plan": plan, "score": score, "base_ev": base_ev, **base}
     budgets = plan.size["budgets"]
-    log(f"efficiency: {rater.name}, seed {seed}: seed round of {budgets[0]} labels")
-    first = labelled_round(ctx, shared, "random", budgets[0])
+    first = journal.get(f"{key}/{budgets[0]}")
+    if first is None:
+        log(f"efficiency: {rater.name}, seed {seed}: seed round of {budgets[0]} labels")
+        first = _finished(
+            journal, f"{key}/{budgets[0]}", labelled_round(ctx, shared, "random", budgets[0])
+        )
     arms = {}
     for arm in ARMS:
-        db = copy_project(shared, folder / f"{rater.name}-s{seed}-{arm}.db")
+        db = folder / f"{rater.name}-s{seed}-{arm}.db"
+        if journal.get(f"{key}/{arm}/copy") is None:
+            copy_project(shared, db)
+            journal.put(f"{key}/{arm}/copy", str(db))
         points = [first]
         for budget in budgets[1:]:
-            log(f"efficiency: {rater.name}, seed {seed}, {arm}: up to {budget} labels")
-            points.append(labelled_round(ctx, db, arm, budget))
+            point = journal.get(f"{key}/{arm}/{budget}")
+            if point is None:
+                log(f"efficiency: {rater.name}, seed {seed}, {arm}: up to {budget} labels")
+                point = _finished(
+                    journal, f"{key}/{arm}/{budget}", labelled_round(ctx, db, arm, budget)
+                )
+            points.append(point)
         arms[arm] = {"db": str(db), "points": points, "selection": selections(db, rater.name)}
     return {"data": base["data"], "base_mean": base_ev.summary()["mean"], "arms": arms}
+
+
+def _finished(journal: Journal, key: str, point: dict[str, Any]) -> dict[str, Any]:
+    """Journal a round that finished; a failed one is left out, so a resumed run tries it again."""
+    return point if "error" in point else journal.put(key, point)
 
 
 def labelled_round(ctx: dict, db: Path, arm: str, budget: int) -> dict[str, Any]:

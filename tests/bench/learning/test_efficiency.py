@@ -87,3 +87,62 @@ def test_a_ratio_with_one_arm_short_of_the_gain_is_a_bound():
     assert ratio(None, 50.0, 150, 150) == (3.0, "≥")
     assert ratio(75.0, None, 150, 150) == (0.5, "≤")
     assert ratio(None, None, 150, 150) == (None, "")
+
+
+def figures(result: dict) -> str:
+    """Every curve's labels and gains (times aside), comparable whatever they hold (NaN too)."""
+    curves = result["details"]["curves"]
+    return json.dumps(
+        {
+            rater: {
+                arm: [{k: v for k, v in p.items() if k != "train_s"} for p in pts]
+                for arm, pts in arms.items()
+            }
+            for rater, arms in curves.items()
+        },
+        sort_keys=True,
+    )
+
+
+class Killed(BaseException):
+    """Stands for the process being killed: no handler of the bench catches it."""
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_with_the_same_figures(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    def run(work, *extra):
+        out = tmp_path / f"{work}.json"
+        argv = ["--smoke", "--model", str(tiny_model_dir), "--seeds", "0"]
+        efficiency.main([*argv, "--workdir", str(tmp_path / work), "--out", str(out), *extra])
+        return json.loads(out.read_text())
+
+    whole = run("whole")
+    real, calls = efficiency.labelled_round, []
+
+    def killed_on_the_fourth(ctx, db, arm, budget):
+        calls.append((arm, budget))
+        point = real(ctx, db, arm, budget)  # rated and trained, then killed before it was kept
+        if len(calls) == 4:
+            raise Killed
+        return point
+
+    monkeypatch.setattr(efficiency, "labelled_round", killed_on_the_fourth)
+    with pytest.raises(Killed):
+        run("interrupted")
+    budgets = efficiency.SIZES["smoke"]["budgets"]
+    assert calls[-1] == ("uncertain", budgets[1])
+
+    calls.clear()
+    monkeypatch.setattr(efficiency, "labelled_round", lambda *a: calls.append(a[2:]) or real(*a))
+    resumed = run("interrupted", "--resume")
+    # the three rounds kept are not done again; the killed one is, then the last
+    assert calls == [("uncertain", budgets[1]), ("uncertain", budgets[2])]
+    assert figures(resumed) == figures(whole)
+    assert any("started 2 times" in n for n in resumed["notes"])
+    db = tmp_path / "interrupted" / "text_hash-s0-uncertain.db"
+    labels = "SELECT COUNT(*) FROM ratings WHERE annotator = 'text_hash' AND kind = 'pairwise'"
+    assert rows(db, labels) == [(budgets[-1],)]  # the redone round rated nothing twice
+
+    with pytest.raises(SystemExit, match="seeds"):
+        run("interrupted", "--resume", "--seeds", "0,1")

@@ -1,0 +1,84 @@
+"""What a long learning-bench run has finished, kept beside its project files so that ``--resume``
+carries on where an interrupted run stopped (a full label-efficiency run takes about a day on a
+2-core CPU; a reboot, a closed laptop or a killed job must not cost what was done).
+
+``journal.json`` in the run's work folder holds the run's identity (role, size, model, raters,
+seeds, the code's commit) and one JSON value per finished step, written atomically when the step
+ends. A step that was interrupted left no value, so a resumed run does it again from its start;
+each step is written so that redoing it is safe (it rates only up to its budget, and its training
+run is the newest one). Resuming with another plan or other code is refused: the figures of one
+result must come from one plan and one version of the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+FILE = "journal.json"
+
+
+class JournalMismatch(Exception):
+    """``--resume`` on a work folder whose run had another plan or code; the message says which."""
+
+
+class Journal:
+    def __init__(self, path: Path, identity: dict[str, Any], data: dict[str, Any]):
+        self.path = path
+        self.identity = identity
+        self.data = data
+
+    @classmethod
+    def open(cls, folder: Path, identity: dict[str, Any], resume: bool) -> Journal:
+        """A new journal in ``folder`` (forgetting an earlier run's), or with ``resume`` the one
+        there, which must be of the same ``identity``; a missing one starts afresh."""
+        path = folder / FILE
+        sitting = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if resume and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise JournalMismatch(
+                    f"{path}: unreadable ({e}); start afresh without --resume"
+                ) from e
+            differs = [
+                f"{k} {data['identity'].get(k)!r} (now {v!r})"
+                for k, v in identity.items()
+                if data["identity"].get(k) != v
+            ]
+            if differs:
+                raise JournalMismatch(
+                    f"{path}: the interrupted run had {'; '.join(differs)}. Resume it with the "
+                    "same arguments and code, or start afresh without --resume (another "
+                    "--workdir keeps its files)."
+                )
+            data["sittings"].append(sitting)
+        else:
+            data = {"identity": identity, "sittings": [sitting], "steps": {}}
+        journal = cls(path, identity, data)
+        journal._write()
+        return journal
+
+    @property
+    def sittings(self) -> int:
+        """How many times the run was started: 1 for a run that was never interrupted."""
+        return len(self.data["sittings"])
+
+    def get(self, key: str) -> Any:
+        """The value of the finished step ``key``, or None when it has not finished."""
+        return self.data["steps"].get(key)
+
+    def put(self, key: str, value: Any) -> Any:
+        """Record step ``key`` as finished with ``value`` (JSON), at once; returns ``value`` as a
+        resumed run reads it back, so that both runs go on from the same value."""
+        self.data["steps"][key] = json.loads(json.dumps(value, ensure_ascii=False))
+        self._write()
+        return self.data["steps"][key]
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)
