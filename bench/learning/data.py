@@ -105,10 +105,16 @@ def make_project(
 
 
 def rate(cli: Cli, rater: Rater, size: dict[str, Any]) -> dict[str, Any]:
-    """The rater's pairwise comparisons, the two nested subsets of them, and its scores."""
+    """The rater's pairwise comparisons, the two nested subsets of them, and its scores. Each
+    annotator rates up to its number, counting what it rated before: an interrupted call done
+    again rates only what is missing."""
     from core.store import ProjectStore
 
     def auto(mode: str, annotator: str, limit: int) -> float:
+        with ProjectStore(cli.db) as store:
+            have = store.count("ratings", "annotator = ?", (annotator,))
+        if limit <= have:
+            return 0.0
         return cli(
             "rate",
             "--auto",
@@ -118,7 +124,7 @@ def rate(cli: Cli, rater: Rater, size: dict[str, Any]) -> dict[str, Any]:
             "--annotator",
             annotator,
             "--limit",
-            str(limit),
+            str(limit - have),
         )
 
     seconds = auto("pairwise", rater.name, size["ratings"])

@@ -35,7 +35,6 @@ from typing import Any
 
 from bench.common import (
     Result,
-    code_version,
     finish,
     fresh,
     log,
@@ -45,7 +44,7 @@ from bench.common import (
 )
 from bench.learning import efficiency_summary, evaluate
 from bench.learning.data import Cli, count_pairs, make_project, pairwise_choices
-from bench.learning.journal import Journal, JournalMismatch
+from bench.learning.journal import Journal, JournalMismatch, identity
 from bench.learning.plan import (
     Plan,
     Rater,
@@ -98,12 +97,6 @@ class EfficiencyPlan(Plan):
 def parse(argv: list[str] | None) -> tuple[Any, EfficiencyPlan]:
     """The arguments and the plan; a plan that breaks the protocol exits 2 saying why."""
     p = protocol_parser(__doc__.split("\n")[0])
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="carry on the interrupted run in --workdir (same arguments, same code) from its last "
-        "finished step, instead of starting afresh",
-    )
     args = p.parse_args(argv)
     plan = EfficiencyPlan(
         role=args.role,
@@ -140,26 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
                 )
     efficiency_summary.report(res, plan, results)
     if journal.sittings > 1:
-        res.notes.append(
-            f"Resumed: the run was started {journal.sittings} times (from "
-            f"{journal.data['sittings'][0]['started']} to {journal.data['sittings'][-1]['started']}"
-            "); an interrupted step was done again from its start. Labels and gains do not depend "
-            "on the sitting; the times of steps from different sittings do not compare."
-        )
+        res.notes.append(journal.resumed_note())
     return finish(res, args)
-
-
-def identity(plan: Plan) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one."""
-    return {
-        "role": plan.role,
-        "mode": plan.mode,
-        "model": plan.model,
-        "seeds": plan.seeds,
-        "raters": [r.name for r in plan.raters],
-        "report": plan.report,
-        "code": code_version(),
-    }
 
 
 def make_base(

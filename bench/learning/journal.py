@@ -21,6 +21,23 @@ from typing import Any
 FILE = "journal.json"
 
 
+def identity(plan: Any) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (a bench.learning.plan.Plan)."""
+    from bench.common import code_version
+
+    return {
+        "role": plan.role,
+        "mode": plan.mode,
+        "model": plan.model,
+        "seeds": plan.seeds,
+        "runs": plan.runs,
+        "raters": [r.name for r in plan.raters],
+        "settings": plan.settings,
+        "report": plan.report,
+        "code": code_version(),
+    }
+
+
 class JournalMismatch(Exception):
     """``--resume`` on a work folder whose run had another plan or code; the message says which."""
 
@@ -66,6 +83,15 @@ class Journal:
     def sittings(self) -> int:
         """How many times the run was started: 1 for a run that was never interrupted."""
         return len(self.data["sittings"])
+
+    def resumed_note(self) -> str:
+        """What a result says when its run was resumed."""
+        first, last = self.data["sittings"][0]["started"], self.data["sittings"][-1]["started"]
+        return (
+            f"Resumed: the run was started {self.sittings} times (from {first} to {last}); an "
+            "interrupted step was done again from its start. Labels, pairs and gains do not "
+            "depend on the sitting; times of steps from different sittings do not compare."
+        )
 
     def get(self, key: str) -> Any:
         """The value of the finished step ``key``, or None when it has not finished."""

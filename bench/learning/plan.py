@@ -110,6 +110,12 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
         "a reporting run reports every test rater",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on the interrupted run in --workdir (same arguments, same code) from its last "
+        "finished step, instead of starting afresh",
+    )
+    p.add_argument(
         "--seeds",
         help=f"comma-separated training seeds (default 0,1,2; --smoke {SMOKE_SEEDS}); "
         "each figure is their mean and spread",

@@ -16,7 +16,9 @@ For each project (the raters of one set of prompt sources share it):
    is checked on pairs of the base model's held-out answers.
 
 Figures are means over the seeds, per rater (bench/learning/summary.py); plots go to docs/ in a
-full run. Commands run in this process through ``main.main``, the CLI a user runs.
+full run. Commands run in this process through ``main.main``, the CLI a user runs. ``--resume``
+carries on an interrupted run in the same work folder from its last finished step (a project
+made, a rater's ratings, one training run and its evaluation: bench/learning/journal.py).
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, finish, fresh, log, plots_dir, use_bench_home, workdir
+from bench.common import (
+    Result,
+    finish,
+    fresh,
+    log,
+    plots_dir,
+    use_bench_home,
+    workdir,
+)
 from bench.learning import evaluate, summary
 from bench.learning.data import Cli, make_project, rate
+from bench.learning.journal import Journal, JournalMismatch, identity
 from bench.learning.plan import RUNS, Plan, Rater, parse
 
 EVAL_SEED = "1234"  # generation seed of every policy's held-out answers
@@ -51,15 +62,21 @@ def main(argv: list[str] | None = None) -> dict:
     use_bench_home()
     res = Result(_name(plan, args), _title(plan, args), plan.mode)
     folder = workdir(args, f"learning_{plan.role}")
+    try:
+        journal = Journal.open(folder, identity(plan), args.resume)
+    except JournalMismatch as e:
+        raise SystemExit(f"learning: {e}") from None
     results: dict[str, dict] = {}
     for project, raters in plan.projects().items():
-        results.update(run_project(folder, project, raters, plan))
+        results.update(run_project(folder, project, raters, plan, journal))
     plot_dir = plots_dir(args) if importlib.util.find_spec("matplotlib") else None
     if plot_dir is None:
         res.notes.append("matplotlib is not installed (pip install -e '.[bench]'): no plots.")
     summary.report(res, plan, results, plot_dir)
     if plan.settings:
         summary.mark_variant(res, plan.settings)
+    if journal.sittings > 1:
+        res.notes.append(journal.resumed_note())
     return finish(res, args)
 
 
@@ -79,17 +96,22 @@ def _title(plan: Plan, args) -> str:
     return title + (f", re-measured: {'; '.join(subset)}" if subset else "")
 
 
-def run_project(folder: Path, project: str, raters: list[Rater], plan: Plan) -> dict[str, dict]:
-    """Make one training project, then train and evaluate each of its raters over the seeds."""
+def run_project(
+    folder: Path, project: str, raters: list[Rater], plan: Plan, journal: Journal
+) -> dict[str, dict]:
+    """Make one training project, then train and evaluate each of its raters over the seeds;
+    each of these steps is one of ``journal``'s, skipped when a resumed run finds it done."""
     from core.models import load_model
     from core.raters import load_rater
     from core.store import ProjectStore
 
     db = folder / f"{project}.db"
-    fresh(db)
     cli = Cli(db)
-    log(f"learning: project {project} for {', '.join(r.name for r in raters)}")
-    made = make_project(cli, folder, plan, raters[0].sources)
+    made = journal.get(f"project/{project}")
+    if made is None:
+        fresh(db)
+        log(f"learning: project {project} for {', '.join(r.name for r in raters)}")
+        made = journal.put(f"project/{project}", make_project(cli, folder, plan, raters[0].sources))
     store = ProjectStore(db)
     base = load_model(plan.model)
     size = plan.size
@@ -98,11 +120,14 @@ def run_project(folder: Path, project: str, raters: list[Rater], plan: Plan) -> 
     out = {}
     for rater in raters:
         log(f"learning: rater {rater.name}")
-        data = {**made, **rate(cli, rater, size)}
+        data = journal.get(f"{rater.name}/rated") or journal.put(
+            f"{rater.name}/rated", {**made, **rate(cli, rater, size)}
+        )
         score = load_rater(rater.spec)
         base_ev = evaluate.answers_eval(store, spec, base.spec, "base", score)
         log(f"learning: {rater.name}: base held-out {base_ev.summary()['mean']:.3f}")
         ctx = {"cli": cli, "store": store, "base": base, "base_ev": base_ev, "spec": spec}
+        ctx["journal"] = journal
         seeds = {seed: train_seed(ctx, plan, rater, score, seed) for seed in plan.seeds}
         out[rater.name] = {
             "rater": rater,
@@ -116,12 +141,17 @@ def run_project(folder: Path, project: str, raters: list[Rater], plan: Plan) -> 
 
 
 def train_seed(ctx: dict, plan: Plan, rater: Rater, score, seed: int) -> dict[str, dict]:
-    """Every run of the plan with training seed ``seed``, each policy evaluated."""
-    cli, store = ctx["cli"], ctx["store"]
+    """Every run of the plan with training seed ``seed``, each policy evaluated; a run the
+    journal holds as finished is not done again."""
+    cli, store, journal = ctx["cli"], ctx["store"], ctx["journal"]
     steps = ["--steps", str(plan.size["steps"])] if plan.size["steps"] else []
     runs: dict[str, dict[str, Any]] = {}
     for key in RUNS:
         if key not in plan.runs:
+            continue
+        done = journal.get(f"{rater.name}/s{seed}/{key}")
+        if done is not None:
+            runs[key] = done
             continue
         algo = ALGO.get(key, key)
         run: dict[str, Any] = {"label": summary.label(key, plan.size), "algo": algo}
@@ -148,6 +178,8 @@ def train_seed(ctx: dict, plan: Plan, rater: Rater, score, seed: int) -> dict[st
         except Exception as e:  # noqa: BLE001 - one failing run must not hide the others
             run["error"] = " ".join(str(e).split())[:300]
             log(f"  FAILED: {run['error']}")
+        if "error" not in run:  # a failed run is tried again by a resumed one
+            runs[key] = journal.put(f"{rater.name}/s{seed}/{key}", run)
     return runs
 
 

@@ -1,0 +1,101 @@
+"""The learning bench carries an interrupted run on (--resume): what was finished is not done
+again, what was cut off is done again without rating anything twice, and the figures are those of
+an uninterrupted run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+import pytest
+
+from bench.learning import data, plan, run
+
+
+class Killed(BaseException):
+    """Stands for the process being killed: no handler of the bench catches it."""
+
+
+def learning(tiny_model_dir, tmp_path, work: str, *extra: str) -> dict:
+    out = tmp_path / f"{work}.json"
+    argv = ["--smoke", "--model", str(tiny_model_dir), "--runs", "dpo_large,reward,rloo"]
+    run.main([*argv, "--workdir", str(tmp_path / work), "--out", str(out), *extra])
+    return json.loads(out.read_text())
+
+
+def figures(result: dict) -> str:
+    """The figures' values and notes (times aside, which differ run to run)."""
+    return json.dumps(
+        [
+            (f["key"], f["value"], f.get("note"))
+            for f in result["figures"]
+            if "time" not in f["key"] and not f["key"].endswith("_s")
+        ]
+    )
+
+
+def ratings_per_annotator(db) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(
+            "SELECT annotator, kind, COUNT(*) FROM ratings GROUP BY annotator, kind ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_a_run_killed_while_rating_and_while_training_resumes_to_the_same_figures(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    # fewer ratings than the answers have pairs, so that rating anything twice would show
+    monkeypatch.setitem(plan.SIZES, "smoke", {**plan.SIZES["smoke"], "ratings": 4, "large": 3})
+    whole = learning(tiny_model_dir, tmp_path, "whole")
+
+    real_call = data.Cli.__call__
+
+    def killed_in_the_scores(self, *argv):
+        if argv[0] == "rate" and "score" in argv:
+            raise Killed  # after the pairwise ratings and their subsets, before the scores
+        return real_call(self, *argv)
+
+    monkeypatch.setattr(data.Cli, "__call__", killed_in_the_scores)
+    with pytest.raises(Killed):
+        learning(tiny_model_dir, tmp_path, "cut")
+    monkeypatch.setattr(data.Cli, "__call__", real_call)
+
+    real_last, trained = run.last_run, []
+
+    def killed_after_the_second_training(store):
+        trained.append(store.last_run_id())
+        if len(trained) == 2:
+            raise Killed  # the run finished and saved its checkpoint; nothing kept it
+        return real_last(store)
+
+    monkeypatch.setattr(run, "last_run", killed_after_the_second_training)
+    with pytest.raises(Killed):
+        learning(tiny_model_dir, tmp_path, "cut", "--resume")
+    monkeypatch.setattr(run, "last_run", real_last)
+
+    real_train, again = run.train_seed, []
+    monkeypatch.setattr(
+        run,
+        "train_seed",
+        lambda ctx, plan, rater, score, seed: (
+            again.append(seed) or real_train(ctx, plan, rater, score, seed)
+        ),
+    )
+    calls = []
+    monkeypatch.setattr(
+        data.Cli, "__call__", lambda self, *argv: calls.append(argv[0]) or real_call(self, *argv)
+    )
+    resumed = learning(tiny_model_dir, tmp_path, "cut", "--resume")
+
+    assert figures(resumed) == figures(whole)
+    counts = {a: n for a, _, n in ratings_per_annotator(tmp_path / "whole" / "all.db")}
+    assert counts["text_hash"] == counts["text_hash-score"] == 4  # of 6 pairs, 6 answers
+    assert ratings_per_annotator(tmp_path / "cut" / "all.db") == ratings_per_annotator(
+        tmp_path / "whole" / "all.db"
+    )
+    # the last sitting made no project and rated nothing; it trained seed 0's killed reward
+    # model and its RLOO, then seed 1's three runs
+    assert "generate" not in calls and "rate" not in calls
+    assert calls.count("train") == 5
+    assert any("started 3 times" in n for n in resumed["notes"])
