@@ -21,6 +21,11 @@ import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 KINDS = ("generate", "forward")  # the work a choice is made for
+KIND_NAMES = {"generate": "generation", "forward": "forward passes"}
+# A dtype this much slower than fp32 at a kind of work in the warm-up round cannot win it (a
+# choice needs 1.1x faster): that work is not timed further in it, so that a CPU without fast
+# bf16 kernels settles on fp32 within the budget instead of running out of it.
+SLOWER = 0.9
 UNITS = ("prefill", "decode_step", "generate", "forward")  # what is timed (generate is derived)
 # A short real text for the numerics check: bf16 must predict the same next tokens as fp32.
 CHECK_TEXT = (
@@ -107,14 +112,22 @@ class _Work:
         return result, self.timer() - t0
 
     @torch.inference_mode()
-    def run(self, models: dict[str, Any], steps: int | None = None) -> dict[str, dict[str, float]]:
+    def run(
+        self,
+        models: dict[str, Any],
+        steps: int | None = None,
+        skip: dict[str, set[str]] | None = None,
+    ) -> dict[str, dict[str, float]]:
         """Per model: seconds of one prefill, the median decode step, and a forward pass with
-        log-probs. Each call is made for every model in turn before the next call."""
+        log-probs, except the kinds of work ``skip[name]`` names. Each call is made for every
+        model in turn before the next call."""
         from transformers import DynamicCache
 
         steps = self.steps if steps is None else steps
-        out, caches, step_s, seconds = {}, {}, {}, {}
-        for name, model in models.items():
+        skip = skip or {}
+        out, caches, step_s, seconds = {}, {}, {}, {name: {} for name in models}
+        generating = {n: m for n, m in models.items() if "generate" not in skip.get(n, ())}
+        for name, model in generating.items():
             names = inspect.signature(model.forward).parameters
             cache_arg = "cache" if "cache" in names else "past_key_values"  # transformers 5: cache
             # the last position's logits only, as generation needs; an index tensor, because the
@@ -122,19 +135,21 @@ class _Work:
             last = torch.tensor([self.prompt.shape[1] - 1])
             extra = {"logits_to_keep": last} if "logits_to_keep" in names else {}
             caches[name] = {cache_arg: DynamicCache(config=model.config)}
-            out[name], prefill = self._timed(
+            out[name], seconds[name]["prefill"] = self._timed(
                 model, input_ids=self.prompt, use_cache=True, **caches[name], **extra
             )
-            seconds[name], step_s[name] = {"prefill": prefill}, []
+            step_s[name] = []
         for _ in range(steps):
-            for name, model in models.items():
+            for name, model in generating.items():
                 nxt = out[name].logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
                 out[name], s = self._timed(model, input_ids=nxt, use_cache=True, **caches[name])
                 step_s[name].append(s)
         for name, model in models.items():
-            seconds[name]["forward"] = self._timed(block_logps, model, self.block)[1]
-            step = seconds[name]["decode_step"] = statistics.median(step_s[name] or [0.0])
-            seconds[name]["generate"] = seconds[name]["prefill"] + self.new_tokens * step
+            if "forward" not in skip.get(name, ()):
+                seconds[name]["forward"] = self._timed(block_logps, model, self.block)[1]
+            if name in generating:
+                step = seconds[name]["decode_step"] = statistics.median(step_s[name] or [0.0])
+                seconds[name]["generate"] = seconds[name]["prefill"] + self.new_tokens * step
         return seconds
 
 
@@ -162,7 +177,9 @@ def calibrate(
     valid for speed only. Every copy is warmed up, then all are timed in up to ``rounds`` rounds,
     stopping rather than passing ``budget_s`` (overrun: at most one model call). Fewer than
     ``min_rounds`` rounds is inconclusive: fp32, not cached. The numerics check needs
-    ``tokenizer``. A dtype torch cannot run here is dropped, so the choice falls to fp32.
+    ``tokenizer``. A dtype torch cannot run here is dropped, so the choice falls to fp32. A kind
+    of work the warm-up round finds a dtype clearly slower at than fp32 (``SLOWER``) is not
+    timed further in it: the warm-up's speed-up stands as its measurement.
     """
     start = timer()
     deadline = start + budget_s
@@ -174,34 +191,38 @@ def calibrate(
     work = _Work(prompt, block, steps, new_tokens, timer, deadline)
     check = tokenizer(CHECK_TEXT, return_tensors="pt")["input_ids"] if tokenizer else None
     notes: list[str] = []
-    models, agreement, estimate = _warm_up(model, candidates, work, check, deadline, notes)
+    models, agreement, estimate, slow = _warm_up(model, candidates, work, check, deadline, notes)
+    skip = _settled(slow, models)
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     done = 0
     while done < rounds and len(models) > 1 and timer() + estimate <= deadline:
         began = timer()
         names = list(models)[done % len(models) :] + list(models)[: done % len(models)]
         try:  # the order rotates so that no dtype always runs right after the same other one
-            timed = work.run({name: models[name] for name in names})
+            timed = work.run({name: models[name] for name in names}, skip=skip)
         except OutOfTime:
             break
         for name, sample in timed.items():
             samples[name].append(sample)
         done, estimate = done + 1, timer() - began
     timings = {
-        u: {n: statistics.median(s[u] for s in samples[n]) for n in models if samples[n]}
+        u: {
+            n: statistics.median(s[u] for s in samples[n])
+            for n in models
+            if samples[n] and u in samples[n][0]
+        }
         for u in UNITS
     }
-    round_speedups = (
-        {
-            k: {
-                n: [f[k] / s[k] for f, s in zip(samples["fp32"], samples[n], strict=True)]
-                for n in models
-            }
-            for k in KINDS
-        }
-        if done
-        else {}
-    )
+    round_speedups: dict[str, dict[str, list[float]]] = {}
+    for k in KINDS:
+        for n in [*models, *slow]:
+            if k in slow.get(n, {}):  # measured once, in the warm-up round
+                speeds = [slow[n][k]]
+            elif done and k in samples[n][0]:
+                speeds = [f[k] / s[k] for f, s in zip(samples["fp32"], samples[n], strict=True)]
+            else:
+                continue
+            round_speedups.setdefault(k, {"fp32": [1.0] * max(1, done)})[n] = speeds
     speedup = {
         k: {n: statistics.median(r) for n, r in by.items()} for k, by in round_speedups.items()
     }
@@ -231,9 +252,10 @@ def _warm_up(
     check: torch.Tensor | None,
     deadline: float,
     notes: list[str],
-) -> tuple[dict[str, Any], dict[str, float | None], float]:
-    """A warmed-up copy per dtype that runs here, each dtype's top-1 agreement with fp32, and the
-    seconds a round is expected to take."""
+) -> tuple[dict[str, Any], dict[str, float | None], float, dict[str, dict[str, float]]]:
+    """A warmed-up copy per dtype that runs here and still has work to time, each dtype's top-1
+    agreement with fp32, the seconds a round of the work left is expected to take, and per
+    dtype the warm-up speed-ups of the kinds of work it is clearly slower at (settled)."""
     models: dict[str, Any] = {}
     agreement: dict[str, float | None] = {}
     reference = None
@@ -261,11 +283,35 @@ def _warm_up(
         warm = work.run(models, steps=1) if len(models) > 1 else {}
     except OutOfTime:
         notes.append("the budget was spent in the warm-up round")
-        return models, agreement, math.inf
+        return models, agreement, math.inf, {}
+    slow: dict[str, dict[str, float]] = {}
+    for name in [n for n in warm if n != "fp32"]:
+        speeds = {k: warm["fp32"][k] / warm[name][k] for k in KINDS}
+        slow[name] = {k: v for k, v in speeds.items() if v < SLOWER}
+        if not slow[name]:
+            del slow[name]
+            continue
+        what = " and ".join(f"{v:.2f}x fp32 at {KIND_NAMES[k]}" for k, v in slow[name].items())
+        notes.append(f"{name} ran at {what} in the warm-up round: slower, not timed further")
+        if set(slow[name]) == set(KINDS):
+            del models[name]
+    skip = _settled(slow, models)
     estimate = sum(
-        w["prefill"] + work.steps * w["decode_step"] + w["forward"] for w in warm.values()
+        (w["prefill"] + work.steps * w["decode_step"] if "generate" not in skip[n] else 0.0)
+        + (w["forward"] if "forward" not in skip[n] else 0.0)
+        for n, w in warm.items()
+        if n in models
     )
-    return models, agreement, estimate
+    return models, agreement, estimate, slow
+
+
+def _settled(slow: dict[str, dict[str, float]], models: dict[str, Any]) -> dict[str, set[str]]:
+    """Per model, the kinds of work a round no longer times: a dtype's settled kinds, and fp32's
+    when every other dtype's are settled (nothing left to compare it with)."""
+    skip = {n: set(slow.get(n, {})) for n in models if n != "fp32"}
+    others = [skip[n] for n in skip]
+    skip["fp32"] = set.intersection(*others) if others else set(KINDS)
+    return skip
 
 
 def _model_of(model_or_config: Any) -> Any:
