@@ -50,6 +50,12 @@ def ratio(
     return None, ""
 
 
+def in_seed_round(random: float | None, uncertain: float | None, seed_round: float) -> bool:
+    """Both arms reached the gain within the seed round they share: equal by construction, so
+    they are not compared at this gain."""
+    return random is not None and uncertain is not None and max(random, uncertain) <= seed_round
+
+
 def decided(value: float | None, bound: str, target: float) -> float | None:
     """A censored ratio as a figure: a bound counts only when it settles pass or short."""
     if value is None or not bound:
@@ -162,10 +168,15 @@ def _needs(run: dict, target: float) -> dict[str, Any]:
         out[arm] = labels_to_reach(points, target)
         out[f"most {arm}"] = max((x for x, _ in points), default=0.0)
     out["ratio"] = ratio(out["random"], out["uncertain"], out["most random"], out["most uncertain"])
+    first = run["arms"]["random"]["points"][0].get("labels", 0)
+    if in_seed_round(out["random"], out["uncertain"], first):
+        out["ratio"] = (None, "seed round")
     return out
 
 
 def _fmt_ratio(value: float | None, bound: str) -> str:
+    if bound == "seed round":
+        return "both in the shared seed round"
     return "neither reached" if value is None else f"{bound}{value:.2f}"
 
 
@@ -214,10 +225,19 @@ def _ratio_figures(
             + ("" if need[arm] is not None else f"; not reached in {most[arm]:.0f} labels"),
         )
     value, bound = ratio(need["random"], need["uncertain"], most["random"], most["uncertain"])
+    first = curves["random"][0]["labels"] if curves["random"][0]["z"] else 0.0
+    shared = in_seed_round(need["random"], need["uncertain"], first)
     exact = [n["ratio"][0] for n in per_seed.values() if n["ratio"][0] and not n["ratio"][1]]
     note = f"mean curves: {_fmt_ratio(value, bound)}; each seed: " + ", ".join(
         f"{_fmt_ratio(*n['ratio'])} (seed {s})" for s, n in per_seed.items()
     )
+    if shared:
+        value, bound = None, ""
+        note = (
+            f"not compared: both arms reach +{target:g} SE within the seed round of "
+            f"{first:.0f} random labels they share, so their labels to reach it are equal by "
+            f"construction (compare their gains at the larger budgets instead); {note}"
+        )
     if len(exact) > 1:
         sd = spread(exact)
         note += (

@@ -6,12 +6,13 @@ carries on where an interrupted run stopped (a full label-efficiency run takes a
 seeds, the code's commit) and one JSON value per finished step, written atomically when the step
 ends. A step that was interrupted left no value, so a resumed run does it again from its start;
 each step is written so that redoing it is safe (it rates only up to its budget, and its training
-run is the newest one). Resuming with another plan or other code is refused: the figures of one
-result must come from one plan and one version of the code.
+run is the newest one). Resuming with another plan or with other measuring code is refused: the
+figures of one result must come from one plan and one version of the code that measures them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -19,12 +20,23 @@ from pathlib import Path
 from typing import Any
 
 FILE = "journal.json"
+REPO = Path(__file__).resolve().parents[2]
+# The code a learning figure depends on: the app's core and CLI, the bench's data, raters, rounds
+# and evaluation. The modules that only render results (summaries, plots) may change while a run
+# is interrupted: a resumed run renders its figures with the new ones.
+MEASURING = (
+    "core",
+    "main.py",
+    "bench/common.py",
+    "bench/learning",
+    "pyproject.toml",
+    "constraints.txt",
+)
+RENDERING = {"summary.py", "efficiency_summary.py", "plots.py", "describe.py", "journal.py"}
 
 
 def identity(plan: Any) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (a bench.learning.plan.Plan)."""
-    from bench.common import code_version
-
     return {
         "role": plan.role,
         "mode": plan.mode,
@@ -34,8 +46,25 @@ def identity(plan: Any) -> dict[str, Any]:
         "raters": [r.name for r in plan.raters],
         "settings": plan.settings,
         "report": plan.report,
-        "code": code_version(),
+        "code": measuring_code(),
     }
+
+
+def measuring_code(root: Path = REPO) -> str:
+    """A digest of the files in ``MEASURING`` as they are on disk (committed or not), rendering
+    modules aside: equal digests measure alike."""
+    digest = hashlib.sha256()
+    for entry in MEASURING:
+        path = root / entry
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if (
+                f.is_file()
+                and f.suffix in (".py", ".jsonl", ".toml", ".txt")
+                and f.name not in RENDERING
+            ):
+                digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class JournalMismatch(Exception):

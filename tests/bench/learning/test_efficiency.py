@@ -89,6 +89,46 @@ def test_a_ratio_with_one_arm_short_of_the_gain_is_a_bound():
     assert ratio(None, None, 150, 150) == (None, "")
 
 
+def synthetic(gains: dict[str, list[float]], budgets=(25, 50, 100, 150)) -> dict:
+    """One rater, two seeds with the same curves: ``gains[arm]`` at each budget (the first is
+    the shared seed round)."""
+    from bench.learning.plan import Rater
+
+    def arm(z: list[float], how: str) -> dict:
+        points = [
+            {"budget": b, "labels": b, "pairs": b, "z": g} for b, g in zip(budgets, z, strict=True)
+        ]
+        return {"db": "", "points": points, "selection": [how] * budgets[-1]}
+
+    run = {
+        "data": {},
+        "base_mean": 0.5,
+        "arms": {a: arm(z, "random" if a == "random" else "uncertain") for a, z in gains.items()},
+    }
+    return {"r": {"rater": Rater("r", "m:r", None), "seeds": {0: run, 1: run}}}
+
+
+@pytest.mark.parametrize(
+    ("gains", "value", "said"),
+    [
+        ({"random": [1.0, 2.0, 4.0, 5.0], "uncertain": [1.0, 4.0, 5.0, 6.0]}, 1.8, "1.80"),
+        ({"random": [4.6, 5.0, 6.0, 7.0], "uncertain": [4.6, 6.0, 7.0, 8.0]}, None, "seed round"),
+    ],
+)
+def test_the_ratio_is_not_claimed_when_both_arms_reach_the_gain_in_the_shared_seed_round(
+    gains, value, said
+):
+    from bench.common import Result
+    from bench.learning import efficiency_summary
+
+    plan = efficiency.EfficiencyPlan("dev", "full", "default", [0, 1], ["dpo"], [])
+    res = Result("label_efficiency_dev", "t", "full")
+    efficiency_summary.report(res, plan, synthetic(gains))
+    fig = next(f for f in res.to_dict()["figures"] if f["key"].endswith(".ratio"))
+    assert fig["value"] == (None if value is None else pytest.approx(value, abs=0.01))
+    assert said in fig["note"]
+
+
 def figures(result: dict) -> str:
     """Every curve's labels and gains (times aside), comparable whatever they hold (NaN too)."""
     curves = result["details"]["curves"]
