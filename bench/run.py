@@ -111,17 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         "--add",
         nargs="*",
         metavar="RESULT.json",
-        help="run nothing else: add these result files of single scripts to the results",
+        help="run nothing else: add these result files of single scripts to the results (none: "
+        "only render docs/benchmarks.md again)",
     )
     args = p.parse_args(argv)
-    if args.add:
+    adding = args.add is not None  # `--add` with no file still measures nothing
+    if adding:
         args.only = ""  # nothing to run
     mode = "quick" if args.quick else "full"
     folder = OUT / mode
     results_path = folder / "results.json" if args.quick else BENCH_DIR / "results.json"
     docs = folder / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md"
     only = set(filter(None, args.only.split(","))) if args.only is not None else None
-    if args.add and only is None:
+    if adding and only is None:
         only = set()  # --add adds result files and re-renders; it measures nothing else
     skip = set(args.skip.split(",")) if args.skip else set()
     unknown = ((only or set()) | skip) - {n for n, *_ in SCRIPTS}
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown script(s): {', '.join(sorted(unknown))}")
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
     # a whole run starts afresh; a partial one keeps what earlier runs measured
-    partial = only is not None or skip or args.collect or args.add
+    partial = only is not None or skip or args.collect or adding
     benches = dict(previous.get("benches", {})) if partial else {}
     for extra in args.add or []:  # e.g. a re-measured subset: python -m bench.learning.run --runs
         data = json.loads(Path(extra).read_text())

@@ -108,6 +108,28 @@ def test_suite_runner_rejects_unknown_scripts(capsys):
     assert "unknown script" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("added", [[], ["one.json"]])
+def test_add_measures_nothing_even_with_no_file(added, monkeypatch, tmp_path):
+    """`bench.run --add` adds result files and renders the report again; with no file it used to
+    start the whole suite (about 30 hours)."""
+    from bench import run as suite
+
+    def measured(name, *rest):
+        raise AssertionError(f"--add ran {name}")
+
+    monkeypatch.setattr(suite, "OUT", tmp_path)
+    monkeypatch.setattr(suite, "run_script", measured)
+    (tmp_path / "quick").mkdir()
+    old = {"name": "old", "title": "Old", "started": "2026-12-01T10:00", "figures": []}
+    (tmp_path / "quick" / "results.json").write_text(json.dumps({"benches": {"old": old}}))
+    new = {**old, "name": "one", "title": "One"}
+    (tmp_path / "one.json").write_text(json.dumps(new))
+    suite.main(["--quick", "--add", *[str(tmp_path / f) for f in added]])
+    kept = json.loads((tmp_path / "quick" / "results.json").read_text())["benches"]
+    assert set(kept) == {"old", *(["one"] if added else [])}
+    assert "## Old" in (tmp_path / "quick" / "benchmarks.md").read_text()
+
+
 def test_report_counts_the_newest_measurement_of_a_figure(tmp_path):
     """A re-measured subset supersedes the whole run's figure: the older one is shown, marked,
     and no longer counted short."""
