@@ -194,3 +194,22 @@ def test_the_cuda_bench_skips_without_cuda(monkeypatch, tmp_path, capsys):
     out = tmp_path / "cuda.json"
     assert cuda.main(["--out", str(out)]) == {}
     assert not out.exists() and "no CUDA device here" in capsys.readouterr().err
+
+
+def test_gen_whole_held_to_avx2_kernels_is_its_own_result(tiny_model_dir, tmp_path, monkeypatch):
+    """With torch and oneDNN held to AVX2 kernels (standing in for a CPU without native bf16) the
+    generation bench reports under its own name, against the 2.5x target, without llama.cpp."""
+    from bench import gen_whole
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    out = tmp_path / "result.json"
+    argv = ["--smoke", "--model", str(tiny_model_dir), "--out", str(out)]
+    gen_whole.main([*argv, "--workdir", str(tmp_path / "work")])
+    result = json.loads(out.read_text())
+    assert result["name"] == "gen_whole_avx2"
+    figures = {f["key"]: f for f in result["figures"]}
+    assert figures["gen_whole.ratio"]["target"] == 2.5
+    assert "no native bf16" in figures["gen_whole.ratio"]["label"]
+    assert not any("llamacpp" in key for key in figures)
+    assert any(note.startswith("Emulation:") for note in result["notes"])
