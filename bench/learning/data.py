@@ -26,10 +26,12 @@ TRAIN_SEED = "1"  # generation seed of the training answers
 
 
 class Cli:
-    """``main.py --db DB ...`` in this process; returns each call's wall time (or its stdout)."""
+    """``main.py --db DB [--dtype D] ...`` in this process; returns each call's wall time (or its
+    stdout)."""
 
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, dtype: str | None = None):
         self.db = db
+        self.dtype = dtype
 
     def __call__(self, *argv: str) -> float:
         return self._run(argv, None)
@@ -43,10 +45,11 @@ class Cli:
     def _run(self, argv: tuple[str, ...], out: io.StringIO | None) -> float:
         import main as app_main
 
-        log(f"  main.py --db {self.db.name} {' '.join(argv)}")
+        first = ["--db", str(self.db), *(["--dtype", self.dtype] if self.dtype else [])]
+        log(f"  main.py {' '.join([*first[2:], '--db', self.db.name, *argv])}")
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(out) if out is not None else contextlib.nullcontext():
-            rc = app_main.main(["--db", str(self.db), *argv])
+            rc = app_main.main([*first, *argv])
         if rc != 0:
             raise RuntimeError(f"main.py {' '.join(argv)} exited {rc}")
         return time.perf_counter() - t0

@@ -46,6 +46,7 @@ def identity(plan: Any) -> dict[str, Any]:
         "raters": [r.name for r in plan.raters],
         "settings": plan.settings,
         "report": plan.report,
+        "dtype": getattr(plan, "dtype", None),
         "code": measuring_code(),
     }
 

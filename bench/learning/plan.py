@@ -75,6 +75,7 @@ class Plan:
     raters: list[Rater]
     settings: dict[str, list[str]] = field(default_factory=dict)
     report: bool = False
+    dtype: str | None = None  # every model of the run in this precision (None: the app's choice)
 
     @property
     def size(self) -> dict[str, Any]:
@@ -140,6 +141,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "`train --set`): a tuning run, named after the setting so that its figures sit beside "
         "the defaults' and do not supersede them",
     )
+    p.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16"],
+        help="load every model of the run (generating, training, evaluating) in this precision "
+        "instead of the one the app measured for this CPU; its figures are named after it",
+    )
     return p
 
 
@@ -166,6 +173,7 @@ def parse(argv: list[str] | None, description: str) -> tuple[argparse.Namespace,
         raters=raters_of(p, args),
         settings=settings,
         report=args.report,
+        dtype=args.dtype,
     )
     problem = protocol_problem(plan, args.raters is not None)
     if problem:

@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
     if plot_dir is None:
         res.notes.append("matplotlib is not installed (pip install -e '.[bench]'): no plots.")
     summary.report(res, plan, results, plot_dir)
-    if plan.settings:
-        summary.mark_variant(res, plan.settings)
+    if plan.settings or plan.dtype:
+        summary.mark_variant(
+            res, {**plan.settings, **({"all": [f"dtype={plan.dtype}"]} if plan.dtype else {})}
+        )
     if journal.sittings > 1:
         res.notes.append(journal.resumed_note())
     return finish(res, args)
@@ -106,14 +108,14 @@ def run_project(
     from core.store import ProjectStore
 
     db = folder / f"{project}.db"
-    cli = Cli(db)
+    cli = Cli(db, plan.dtype)
     made = journal.get(f"project/{project}")
     if made is None:
         fresh(db)
         log(f"learning: project {project} for {', '.join(r.name for r in raters)}")
         made = journal.put(f"project/{project}", make_project(cli, folder, plan, raters[0].sources))
     store = ProjectStore(db)
-    base = load_model(plan.model)
+    base = load_model(plan.model, dtype=plan.dtype)
     size = plan.size
     spec = evaluate.heldout_spec(store, [base.spec], size["k"], size["new"], int(EVAL_SEED))
     evaluate.ensure_answers(store, spec, base)
@@ -208,7 +210,7 @@ def evaluate_policy(ctx: dict, plan: Plan, rater: Rater, score, run: dict) -> No
     )
     run["win"] = evaluate.win_rate(board, policy_spec, base.spec)
     ev = evaluate.answers_eval(store, spec, policy_spec, run["label"], score)
-    policy = load_model(policy_spec, store=store)
+    policy = load_model(policy_spec, store=store, dtype=plan.dtype)
     ev.kl = evaluate.kl_to_base(policy.model, base.model, base.tokenizer, ev.prompts, ev.texts)
     del policy
     run["gain"] = evaluate.paired_gain(ctx["base_ev"], ev)

@@ -99,3 +99,17 @@ def test_a_run_killed_while_rating_and_while_training_resumes_to_the_same_figure
     assert "generate" not in calls and "rate" not in calls
     assert calls.count("train") == 5
     assert any("started 3 times" in n for n in resumed["notes"])
+
+
+def test_a_run_in_one_precision_loads_every_model_in_it(tiny_model_dir, tmp_path):
+    """--dtype: the training answers, the held-out answers of the base model and of each policy
+    are all made in that precision, and the figures are named after it."""
+    result = learning(tiny_model_dir, tmp_path, "bf16", "--dtype", "bf16")
+    assert result["name"].endswith("_dtypebf16")
+    assert all("dtype=bf16" in f["label"] for f in result["figures"])
+    with contextlib.closing(sqlite3.connect(tmp_path / "bf16" / "all.db")) as conn:
+        dtypes = conn.execute(
+            "SELECT DISTINCT json_extract(params, '$.dtype') FROM samples"
+        ).fetchall()
+        models = conn.execute("SELECT COUNT(DISTINCT model) FROM samples").fetchone()[0]
+    assert dtypes == [("bfloat16",)] and models >= 3  # the base model and two policies
