@@ -33,15 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    Result,
-    finish,
-    fresh,
-    log,
-    mode_of,
-    use_bench_home,
-    workdir,
-)
+from bench.common import Result, finish, fresh, log, mode_of, use_bench_home, workdir
 from bench.learning import efficiency_summary, evaluate
 from bench.learning.data import Cli, count_pairs, make_project, pairwise_choices
 from bench.learning.journal import Journal, JournalMismatch, identity

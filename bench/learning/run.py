@@ -28,15 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    Result,
-    finish,
-    fresh,
-    log,
-    plots_dir,
-    use_bench_home,
-    workdir,
-)
+from bench.common import Result, finish, fresh, log, plots_dir, use_bench_home, workdir
 from bench.learning import evaluate, summary
 from bench.learning.data import Cli, make_project, rate
 from bench.learning.journal import Journal, JournalMismatch, identity
@@ -128,8 +120,14 @@ def run_project(
         score = load_rater(rater.spec)
         base_ev = evaluate.answers_eval(store, spec, base.spec, "base", score)
         log(f"learning: {rater.name}: base held-out {base_ev.summary()['mean']:.3f}")
-        ctx = {"cli": cli, "store": store, "base": base, "base_ev": base_ev, "spec": spec}
-        ctx["journal"] = journal
+        ctx = {
+            "cli": cli,
+            "store": store,
+            "base": base,
+            "base_ev": base_ev,
+            "spec": spec,
+            "journal": journal,
+        }
         seeds = {seed: train_seed(ctx, plan, rater, score, seed) for seed in plan.seeds}
         out[rater.name] = {
             "rater": rater,
