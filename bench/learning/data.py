@@ -45,11 +45,11 @@ class Cli:
     def _run(self, argv: tuple[str, ...], out: io.StringIO | None) -> float:
         import main as app_main
 
-        first = ["--db", str(self.db), *(["--dtype", self.dtype] if self.dtype else [])]
-        log(f"  main.py {' '.join([*first[2:], '--db', self.db.name, *argv])}")
+        dtype = ["--dtype", self.dtype] if self.dtype else []
+        log(f"  main.py {' '.join([*dtype, '--db', self.db.name, *argv])}")
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(out) if out is not None else contextlib.nullcontext():
-            rc = app_main.main([*first, *argv])
+            rc = app_main.main([*dtype, "--db", str(self.db), *argv])
         if rc != 0:
             raise RuntimeError(f"main.py {' '.join(argv)} exited {rc}")
         return time.perf_counter() - t0

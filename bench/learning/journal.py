@@ -3,7 +3,7 @@ carries on where an interrupted run stopped (a full label-efficiency run takes a
 2-core CPU; a reboot, a closed laptop or a killed job must not cost what was done).
 
 ``journal.json`` in the run's work folder holds the run's identity (role, size, model, raters,
-seeds, the code's commit) and one JSON value per finished step, written atomically when the step
+seeds, a digest of the measuring code) and one JSON value per finished step, written atomically when the step
 ends. A step that was interrupted left no value, so a resumed run does it again from its start;
 each step is written so that redoing it is safe (it rates only up to its budget, and its training
 run is the newest one). Resuming with another plan or with other measuring code is refused: the
@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import REPO
+
 FILE = "journal.json"
-REPO = Path(__file__).resolve().parents[2]
 # The code a learning figure depends on: the app's core and CLI, the bench's data, raters, rounds
 # and evaluation. The modules that only render results (summaries, plots) may change while a run
 # is interrupted: a resumed run renders its figures with the new ones.
@@ -46,7 +47,7 @@ def identity(plan: Any) -> dict[str, Any]:
         "raters": [r.name for r in plan.raters],
         "settings": plan.settings,
         "report": plan.report,
-        "dtype": getattr(plan, "dtype", None),
+        "dtype": plan.dtype,
         "code": measuring_code(),
     }
 
@@ -73,9 +74,8 @@ class JournalMismatch(Exception):
 
 
 class Journal:
-    def __init__(self, path: Path, identity: dict[str, Any], data: dict[str, Any]):
+    def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
-        self.identity = identity
         self.data = data
 
     @classmethod
@@ -105,7 +105,7 @@ class Journal:
             data["sittings"].append(sitting)
         else:
             data = {"identity": identity, "sittings": [sitting], "steps": {}}
-        journal = cls(path, identity, data)
+        journal = cls(path, data)
         journal._write()
         return journal
 
