@@ -161,7 +161,8 @@ def _round(value: float, digits: int) -> float | None:
 
 
 def _needs(run: dict, target: float) -> dict[str, Any]:
-    """One seed's labels needed per arm and their ratio."""
+    """One seed's labels needed per arm, their ratio, and whether both arms reached the gain in
+    the seed round they share (then the ratio is not claimed)."""
     out: dict[str, Any] = {}
     for arm in ("random", "uncertain"):
         points = measured(run["arms"][arm]["points"])
@@ -169,13 +170,12 @@ def _needs(run: dict, target: float) -> dict[str, Any]:
         out[f"most {arm}"] = max((x for x, _ in points), default=0.0)
     out["ratio"] = ratio(out["random"], out["uncertain"], out["most random"], out["most uncertain"])
     first = run["arms"]["random"]["points"][0].get("labels", 0)
-    if in_seed_round(out["random"], out["uncertain"], first):
-        out["ratio"] = (None, "seed round")
+    out["shared"] = in_seed_round(out["random"], out["uncertain"], first)
     return out
 
 
-def _fmt_ratio(value: float | None, bound: str) -> str:
-    if bound == "seed round":
+def _fmt_ratio(value: float | None, bound: str, shared: bool = False) -> str:
+    if shared:
         return "both in the shared seed round"
     return "neither reached" if value is None else f"{bound}{value:.2f}"
 
@@ -194,7 +194,7 @@ def _need_rows(rater: str, seeds: dict[int, dict], target: float) -> list[dict[s
                 "seed": seed,
                 "random": _fmt_labels(n["random"], n["most random"]),
                 "uncertain": _fmt_labels(n["uncertain"], n["most uncertain"]),
-                "random / uncertain": _fmt_ratio(*n["ratio"]),
+                "random / uncertain": _fmt_ratio(*n["ratio"], n["shared"]),
             }
         )
     return rows
@@ -227,9 +227,13 @@ def _ratio_figures(
     value, bound = ratio(need["random"], need["uncertain"], most["random"], most["uncertain"])
     first = curves["random"][0]["labels"] if curves["random"][0]["z"] else 0.0
     shared = in_seed_round(need["random"], need["uncertain"], first)
-    exact = [n["ratio"][0] for n in per_seed.values() if n["ratio"][0] and not n["ratio"][1]]
+    exact = [
+        n["ratio"][0]
+        for n in per_seed.values()
+        if n["ratio"][0] and not n["ratio"][1] and not n["shared"]
+    ]
     note = f"mean curves: {_fmt_ratio(value, bound)}; each seed: " + ", ".join(
-        f"{_fmt_ratio(*n['ratio'])} (seed {s})" for s, n in per_seed.items()
+        f"{_fmt_ratio(*n['ratio'], n['shared'])} (seed {s})" for s, n in per_seed.items()
     )
     if shared:
         value, bound = None, ""

@@ -191,8 +191,9 @@ def calibrate(
     work = _Work(prompt, block, steps, new_tokens, timer, deadline)
     check = tokenizer(CHECK_TEXT, return_tensors="pt")["input_ids"] if tokenizer else None
     notes: list[str] = []
-    models, agreement, estimate, slow = _warm_up(model, candidates, work, check, deadline, notes)
-    skip = _settled(slow, models)
+    models, agreement, estimate, slow, skip = _warm_up(
+        model, candidates, work, check, deadline, notes
+    )
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     done = 0
     while done < rounds and len(models) > 1 and timer() + estimate <= deadline:
@@ -252,10 +253,17 @@ def _warm_up(
     check: torch.Tensor | None,
     deadline: float,
     notes: list[str],
-) -> tuple[dict[str, Any], dict[str, float | None], float, dict[str, dict[str, float]]]:
+) -> tuple[
+    dict[str, Any],
+    dict[str, float | None],
+    float,
+    dict[str, dict[str, float]],
+    dict[str, set[str]],
+]:
     """A warmed-up copy per dtype that runs here and still has work to time, each dtype's top-1
-    agreement with fp32, the seconds a round of the work left is expected to take, and per
-    dtype the warm-up speed-ups of the kinds of work it is clearly slower at (settled)."""
+    agreement with fp32, the seconds a round of the work left is expected to take, per dtype
+    the warm-up speed-ups of the kinds of work it is clearly slower at (settled), and per model
+    the kinds a round no longer times."""
     models: dict[str, Any] = {}
     agreement: dict[str, float | None] = {}
     reference = None
@@ -283,7 +291,7 @@ def _warm_up(
         warm = work.run(models, steps=1) if len(models) > 1 else {}
     except OutOfTime:
         notes.append("the budget was spent in the warm-up round")
-        return models, agreement, math.inf, {}
+        return models, agreement, math.inf, {}, _settled({}, models)
     slow: dict[str, dict[str, float]] = {}
     for name in [n for n in warm if n != "fp32"]:
         speeds = {k: warm["fp32"][k] / warm[name][k] for k in KINDS}
@@ -302,7 +310,7 @@ def _warm_up(
         for n, w in warm.items()
         if n in models
     )
-    return models, agreement, estimate, slow
+    return models, agreement, estimate, slow, skip
 
 
 def _settled(slow: dict[str, dict[str, float]], models: dict[str, Any]) -> dict[str, set[str]]:
