@@ -14,7 +14,13 @@
 
 from core.errors import ModelLoadError
 from core.models.default import DEFAULT_MODEL_NAME, default_model_dir, embedded_gguf
-from core.models.loading import LoadedModel, load_model, load_pretrained_folder, save_model_files
+from core.models.loading import (
+    LoadedModel,
+    cast_weights,
+    load_model,
+    load_pretrained_folder,
+    save_model_files,
+)
 from core.models.specs import (
     ModelSpec,
     Progress,
@@ -38,6 +44,7 @@ __all__ = [
     "ModelLoadError",
     "ModelSpec",
     "Progress",
+    "cast_weights",
     "default_dtype",
     "default_model_dir",
     "detokenize",

@@ -89,12 +89,21 @@ def load_model(
     prepare_tokenizer(tokenizer, model)
     if how == "default" and dev.type == "cpu":
         dt, how = precision.cpu_dtype(model, tokenizer, progress)
-        model.to(dt)
+        cast_weights(model, dt)
     if progress:
         progress(f"Model {spec_text} ready on {dev.type} ({DTYPE_NAMES[dt]}).", 1.0)
     loaded = LoadedModel(model, tokenizer, dev, dt, spec_text, checkpoint_id, str(source))
     loaded.precision = how
     return loaded
+
+
+def cast_weights(model: Any, dtype: torch.dtype) -> None:
+    """Cast ``model``'s float parameters to ``dtype`` as loading in it would: buffers (rotary
+    frequencies) and the modules the model keeps in fp32 stay as they are."""
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not any(k in name.split(".") for k in keep):
+            param.data = param.data.to(dtype)
 
 
 def _cached_cpu_dtype(config: Any) -> torch.dtype | None:

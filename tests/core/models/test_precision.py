@@ -465,3 +465,19 @@ def test_a_cached_choice_reads_the_weights_in_it(
     assert all(p.dtype == torch.bfloat16 for p in again.model.parameters())
     assert load_model(str(tiny_model_dir), device="cpu", dtype="fp32").dtype == torch.float32
     assert asked[-1] == torch.float32  # --dtype still decides
+
+
+def test_a_measured_then_cast_model_equals_one_read_in_the_dtype(
+    tiny_model_dir: Path, measuring: FakeCalibrate
+) -> None:
+    """The first load (fp32, measured, cast) runs exactly what later loads read in bf16: the same
+    weights, and buffers such as the rotary frequencies left in fp32."""
+    from core.models import load_model
+
+    first = load_model(str(tiny_model_dir), device="cpu").model
+    again = load_model(str(tiny_model_dir), device="cpu").model
+    a, b = dict(first.named_buffers()), dict(again.named_buffers())
+    assert a and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in b)
+    assert any(v.dtype == torch.float32 for v in b.values())  # could fail: a cast of everything
+    sa, sb = first.state_dict(), again.state_dict()
+    assert all(sa[k].dtype == torch.bfloat16 and torch.equal(sa[k], sb[k]) for k in sb)
