@@ -11,9 +11,11 @@ comparisons that hold the large and small numbers of pairs, ``NAME-score`` score
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,15 @@ def rating_limit(choices: list[str], pairs: int) -> int:
         if seen >= pairs:
             return n
     return len(choices) if seen else 0
+
+
+def answers_digest(db: Path) -> str:
+    """A digest of a project's prompts and candidate answers: equal digests, equal pools."""
+    digest = hashlib.sha256()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for prompt, text in conn.execute(
+            "SELECT p.text, s.text FROM samples s JOIN prompts p ON p.id = s.prompt_id "
+            "ORDER BY s.id"
+        ):
+            digest.update(f"{prompt}\0{text}\0".encode())
+    return digest.hexdigest()[:16]

@@ -21,7 +21,8 @@ interpolated linearly between budgets (efficiency_summary.py).
 
 How long: a full run (4 raters x 3 seeds, budgets 25/50/100/150) takes about 22 hours per role on
 a quiet 2-core CPU, derived in docs/learning-protocol.md ("Label efficiency"). ``--resume`` carries
-on an interrupted run in the same work folder from its last finished step (bench/learning/journal.py).
+on an interrupted run in the same work folder from its last finished step (bench/learning/journal.py);
+``--journal FILE`` keeps the journal elsewhere, to carry a run to another machine.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from typing import Any
 
 from bench.common import Result, finish, fresh, log, mode_of, use_bench_home, workdir
 from bench.learning import efficiency_summary, evaluate
-from bench.learning.data import Cli, count_pairs, make_project, pairwise_choices
+from bench.learning.data import (
+    Cli,
+    answers_digest,
+    count_pairs,
+    make_project,
+    pairwise_choices,
+)
 from bench.learning.journal import Journal, JournalMismatch, identity
 from bench.learning.plan import (
     Plan,
@@ -112,21 +119,65 @@ def main(argv: list[str] | None = None) -> dict:
     res = Result(name, efficiency_summary.title(plan), plan.mode)
     folder = workdir(args, name)
     try:
-        journal = Journal.open(folder, identity(plan), args.resume)
+        journal = Journal.open(
+            folder, identity(plan), args.resume, Path(args.journal) if args.journal else None
+        )
     except JournalMismatch as e:
         raise SystemExit(f"efficiency: {e}") from None
+    dropped = journal.forget(lambda key: on_disk(folder, plan, key))
+    if dropped:
+        log(
+            f"efficiency: {len(dropped)} journalled steps name project files {folder} lacks: redone"
+        )
     results: dict[str, dict] = {r.name: {"rater": r, "seeds": {}} for r in plan.raters}
     for seed in plan.seeds:
         for group, raters in plan.projects().items():
-            base = make_base(folder, group, raters[0].sources, plan, seed, journal)
+            done = {r.name: journal.get(f"{r.name}/s{seed}/done") for r in raters}
+            base = None
+            if any(v is None for v in done.values()):
+                base = make_base(folder, group, raters[0].sources, plan, seed, journal)
             for rater in raters:
-                results[rater.name]["seeds"][seed] = run_rater(
+                results[rater.name]["seeds"][seed] = done[rater.name] or run_rater(
                     folder, base, rater, plan, seed, journal
                 )
+            res.notes += remade_notes(group, seed, [done[r.name] for r in raters], base)
     efficiency_summary.report(res, plan, results)
     if journal.sittings > 1:
         res.notes.append(journal.resumed_note())
     return finish(res, args)
+
+
+def on_disk(folder: Path, plan: Plan, key: str) -> bool:
+    """Whether journal step ``key`` can be built on in ``folder``: a finished rater and seed
+    (``.../done``) stands alone; any other step needs the project files it made, and those it was
+    made from (a journal carried to an empty work folder keeps only the finished units)."""
+    parts = key.split("/")
+    if parts[-1] == "done":
+        return True
+    if parts[0] == "base":
+        return (folder / f"{parts[1]}-{parts[2]}.db").exists()
+    group = {r.name: g for g, raters in plan.projects().items() for r in raters}.get(parts[0])
+    rater, seed = parts[0], parts[1]
+    needs = [folder / f"{group}-{seed}.db", folder / f"{rater}-{seed}.db"]
+    if len(parts) > 2 and parts[2] in ARMS:
+        needs.append(folder / f"{rater}-{seed}-{parts[2]}.db")
+    return group is not None and all(p.exists() for p in needs)
+
+
+def remade_notes(group: str, seed: int, done: list[dict | None], base: dict | None) -> list[str]:
+    """A note when the raters of one seed drew their labels from projects made apart (a sitting on
+    another machine made the project again) whose candidate answers or precision differ."""
+    made = [d for d in done if d] + ([base] if base else [])
+    answers = {m.get("answers") for m in made}
+    precision = {m.get("precision") for m in made}
+    if len(answers) < 2 and len(precision) < 2:
+        return []
+    return [
+        f"Seed {seed} ({group}): the project was made again in a later sitting, with "
+        f"{len(answers)} different sets of candidate answers and precision "
+        f"{', '.join(sorted(str(p) for p in precision))}; its raters' figures are per seed as "
+        "always, but were not drawn from one pool."
+    ]
 
 
 def make_base(
@@ -152,10 +203,22 @@ def make_base(
         base = load_model(plan.model)
         with ProjectStore(db) as store:
             evaluate.ensure_answers(store, _heldout(store, plan, base.spec), base)
-        made = journal.put(key, {"data": data, "base": base.spec})
+        made = journal.put(
+            key,
+            {
+                "data": data,
+                "base": base.spec,
+                "answers": answers_digest(db),
+                "precision": base.device_label,
+            },
+        )
     with ProjectStore(db) as store:
         spec = _heldout(store, plan, made["base"])
-    return {"db": db, "data": made["data"], "spec": spec, "base": made["base"]}
+    return {
+        "db": db,
+        "spec": spec,
+        **{k: made.get(k) for k in ("data", "base", "answers", "precision")},
+    }
 
 
 def _heldout(store, plan: Plan, base: str):
@@ -167,7 +230,8 @@ def run_rater(
     folder: Path, base: dict, rater: Rater, plan: Plan, seed: int, journal: Journal
 ) -> dict[str, Any]:
     """The seed round in a copy of ``base``, then each arm's later rounds in its own copy.
-    Each round, and each copy, is a step of ``journal``: a resumed run skips those done."""
+    Each round, and each copy, is a step of ``journal``: a resumed run skips those done. When
+    every round finished, the whole is a step too (``.../done``), which needs no project file."""
     from core.raters import load_rater
     from core.store import ProjectStore
 
@@ -203,7 +267,16 @@ def run_rater(
                 )
             points.append(point)
         arms[arm] = {"db": str(db), "points": points, "selection": selections(db, rater.name)}
-    return {"data": base["data"], "base_mean": base_ev.summary()["mean"], "arms": arms}
+    unit = {
+        "data": base["data"],
+        "base_mean": base_ev.summary()["mean"],
+        "answers": base["answers"],
+        "precision": base["precision"],
+        "arms": arms,
+    }
+    if all("error" not in p for a in arms.values() for p in a["points"]):
+        unit = journal.put(f"{key}/done", unit)
+    return unit
 
 
 def _finished(journal: Journal, key: str, point: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,17 @@
 carries on where an interrupted run stopped (a full label-efficiency run takes about a day on a
 2-core CPU; a reboot, a closed laptop or a killed job must not cost what was done).
 
-``journal.json`` in the run's work folder holds the run's identity (role, size, model, raters,
-seeds, a digest of the measuring code) and one JSON value per finished step, written atomically when the step
-ends. A step that was interrupted left no value, so a resumed run does it again from its start;
-each step is written so that redoing it is safe (it rates only up to its budget, and its training
-run is the newest one). Resuming with another plan or with other measuring code is refused: the
-figures of one result must come from one plan and one version of the code that measures them.
+``journal.json`` in the run's work folder (or the file ``--journal`` names) holds the run's
+identity (role, size, model, raters, seeds, a digest of the measuring code), each sitting's start
+and CPU, and one JSON value per finished step, written atomically when the step ends. A step that
+was interrupted left no value, so a resumed run does it again from its start; each step is written
+so that redoing it is safe (it rates only up to its budget, and its training run is the newest
+one). Resuming with another plan or with other measuring code is refused: the figures of one result
+must come from one plan and one version of the code that measures them.
+
+A journal kept outside the work folder can carry a run to another machine whose work folder is
+empty: the bench then forgets the steps whose project files are gone (``forget``) and keeps the
+units it can report without them (a rater and seed whose rounds all finished).
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from bench.common import REPO, cpu_model
 
 FILE = "journal.json"
 # The code a learning figure depends on: the app's core and CLI, the bench's data, raters, rounds
@@ -79,11 +85,15 @@ class Journal:
         self.data = data
 
     @classmethod
-    def open(cls, folder: Path, identity: dict[str, Any], resume: bool) -> Journal:
+    def open(
+        cls, folder: Path, identity: dict[str, Any], resume: bool, path: Path | None = None
+    ) -> Journal:
         """A new journal in ``folder`` (forgetting an earlier run's), or with ``resume`` the one
-        there, which must be of the same ``identity``; a missing one starts afresh."""
-        path = folder / FILE
-        sitting = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        there, which must be of the same ``identity``; a missing one starts afresh. ``path``:
+        the journal's file when it is not ``folder``'s own."""
+        path = path or folder / FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitting = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model()}
         if resume and path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -117,9 +127,11 @@ class Journal:
     def resumed_note(self) -> str:
         """What a result says when its run was resumed."""
         first, last = self.data["sittings"][0]["started"], self.data["sittings"][-1]["started"]
+        cpus = sorted({s.get("cpu", "") for s in self.data["sittings"]} - {""})
+        on = f" on {len(cpus)} CPUs ({'; '.join(cpus)})" if len(cpus) > 1 else ""
         return (
-            f"Resumed: the run was started {self.sittings} times (from {first} to {last}); an "
-            "interrupted step was done again from its start. Labels, pairs and gains do not "
+            f"Resumed: the run was started {self.sittings} times{on} (from {first} to {last}); "
+            "an interrupted step was done again from its start. Labels, pairs and gains do not "
             "depend on the sitting; times of steps from different sittings do not compare."
         )
 
@@ -133,6 +145,16 @@ class Journal:
         self.data["steps"][key] = json.loads(json.dumps(value, ensure_ascii=False))
         self._write()
         return self.data["steps"][key]
+
+    def forget(self, keep: Callable[[str], bool]) -> list[str]:
+        """Drop the finished steps ``keep`` refuses (their files are gone), so that a resumed
+        run does them again; returns their keys."""
+        dropped = [k for k in self.data["steps"] if not keep(k)]
+        for key in dropped:
+            del self.data["steps"][key]
+        if dropped:
+            self._write()
+        return dropped
 
     def _write(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")

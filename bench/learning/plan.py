@@ -117,6 +117,12 @@ def protocol_parser(description: str) -> argparse.ArgumentParser:
         "finished step, instead of starting afresh",
     )
     p.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="keep the run's journal in FILE instead of the work folder, e.g. a tracked file "
+        "that carries a long run to another machine (--resume there redoes what lacks its files)",
+    )
+    p.add_argument(
         "--seeds",
         help=f"comma-separated training seeds (default 0,1,2; --smoke {SMOKE_SEEDS}); "
         "each figure is their mean and spread",

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.common import Result, finish, fresh, log, plots_dir, use_bench_home, workdir
 from bench.learning import evaluate, summary
-from bench.learning.data import Cli, make_project, rate
+from bench.learning.data import Cli, answers_digest, make_project, rate
 from bench.learning.journal import Journal, JournalMismatch, identity
 from bench.learning.plan import RUNS, Plan, Rater, parse
 
@@ -55,12 +55,18 @@ def main(argv: list[str] | None = None) -> dict:
     res = Result(_name(plan, args), _title(plan, args), plan.mode)
     folder = workdir(args, f"learning_{plan.role}")
     try:
-        journal = Journal.open(folder, identity(plan), args.resume)
+        journal = Journal.open(
+            folder, identity(plan), args.resume, Path(args.journal) if args.journal else None
+        )
     except JournalMismatch as e:
         raise SystemExit(f"learning: {e}") from None
+    dropped = journal.forget(lambda key: on_disk(folder, plan, journal, key))
+    if dropped:
+        log(f"learning: {len(dropped)} journalled steps name project files {folder} lacks: redone")
     results: dict[str, dict] = {}
     for project, raters in plan.projects().items():
         results.update(run_project(folder, project, raters, plan, journal))
+    res.notes += remade_notes(results)
     plot_dir = plots_dir(args) if importlib.util.find_spec("matplotlib") else None
     if plot_dir is None:
         res.notes.append("matplotlib is not installed (pip install -e '.[bench]'): no plots.")
@@ -72,6 +78,36 @@ def main(argv: list[str] | None = None) -> dict:
     if journal.sittings > 1:
         res.notes.append(journal.resumed_note())
     return finish(res, args)
+
+
+def on_disk(folder: Path, plan: Plan, journal: Journal, key: str) -> bool:
+    """Whether journal step ``key`` can be built on in ``folder``: everything needs its project
+    file, except a rater's seed whose runs all finished (RLOO needs the reward model's
+    checkpoint), which stands alone in a journal carried to an empty work folder."""
+    parts = key.split("/")
+    if parts[0] == "project":
+        return (folder / f"{parts[1]}.db").exists()
+    project = {r.name: p for p, raters in plan.projects().items() for r in raters}.get(parts[0])
+    if project is not None and (folder / f"{project}.db").exists():
+        return True
+    return len(parts) == 3 and all(
+        journal.get(f"{parts[0]}/{parts[1]}/{run}") is not None for run in plan.runs
+    )
+
+
+def remade_notes(results: dict[str, dict]) -> list[str]:
+    """A note per rater whose seeds trained on projects made apart (a sitting on another machine
+    made the project again) with different candidate answers."""
+    notes = []
+    for name, r in results.items():
+        pools = {run.get("answers") for runs in r["seeds"].values() for run in runs.values()}
+        if len(pools - {None}) > 1:
+            notes.append(
+                f"{name}: the project was made again in a later sitting and its seeds trained on "
+                f"{len(pools - {None})} different sets of candidate answers; figures are per seed "
+                "as always, but not from one pool."
+            )
+    return notes
 
 
 def _name(plan: Plan, args) -> str:
@@ -106,6 +142,7 @@ def run_project(
         fresh(db)
         log(f"learning: project {project} for {', '.join(r.name for r in raters)}")
         made = journal.put(f"project/{project}", make_project(cli, folder, plan, raters[0].sources))
+    answers = answers_digest(db)
     store = ProjectStore(db)
     base = load_model(plan.model, dtype=plan.dtype)
     size = plan.size
@@ -127,6 +164,7 @@ def run_project(
             "base_ev": base_ev,
             "spec": spec,
             "journal": journal,
+            "answers": answers,
         }
         seeds = {seed: train_seed(ctx, plan, rater, score, seed) for seed in plan.seeds}
         out[rater.name] = {
@@ -154,7 +192,11 @@ def train_seed(ctx: dict, plan: Plan, rater: Rater, score, seed: int) -> dict[st
             runs[key] = done
             continue
         algo = ALGO.get(key, key)
-        run: dict[str, Any] = {"label": summary.label(key, plan.size), "algo": algo}
+        run: dict[str, Any] = {
+            "label": summary.label(key, plan.size),
+            "algo": algo,
+            "answers": ctx["answers"],
+        }
         runs[key] = run
         if key == "rloo":
             reward = runs.get("reward", {}).get("checkpoint")

@@ -186,3 +186,52 @@ def test_an_interrupted_run_resumes_where_it_stopped_with_the_same_figures(
 
     with pytest.raises(SystemExit, match="seeds"):
         run("interrupted", "--resume", "--seeds", "0,1")
+
+
+def test_a_journal_carried_to_an_empty_work_folder_redoes_only_the_unfinished_seed(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    journal = tmp_path / "tracked" / "journal.json"
+
+    def run(work, *extra):
+        out = tmp_path / f"{work}.json"
+        argv = ["--smoke", "--model", str(tiny_model_dir), "--workdir", str(tmp_path / work)]
+        efficiency.main([*argv, "--out", str(out), *extra])
+        return json.loads(out.read_text())
+
+    whole = run("whole")
+    budgets = efficiency.SIZES["smoke"]["budgets"]
+    real, calls = efficiency.labelled_round, []
+
+    def killed_in_seed_1(ctx, db, arm, budget):
+        if ctx["seed"] == 1 and budget == budgets[1]:
+            raise Killed  # seed 0 finished, seed 1's seed round too
+        return real(ctx, db, arm, budget)
+
+    monkeypatch.setattr(efficiency, "labelled_round", killed_in_seed_1)
+    with pytest.raises(Killed):
+        run("first machine", "--journal", str(journal))
+
+    def counted(ctx, db, arm, budget):
+        calls.append((ctx["seed"], arm, budget))
+        return real(ctx, db, arm, budget)
+
+    monkeypatch.setattr(efficiency, "labelled_round", counted)
+    carried = run("second machine", "--journal", str(journal), "--resume")
+    # seed 0 comes from the journal alone; seed 1 is done again from its start, project included
+    assert calls == [(1, "random", budgets[0])] + [
+        (1, arm, b) for arm in efficiency.ARMS for b in budgets[1:]
+    ]
+    assert sorted(p.name for p in (tmp_path / "second machine").glob("*-s0*.db")) == []
+    assert figures(carried) == figures(whole)
+    assert not any("made again" in n for n in carried["notes"])
+    assert any("started 2 times" in n for n in carried["notes"])
+
+
+def test_raters_of_one_seed_drawn_from_projects_made_apart_are_noted():
+    made = {"answers": "aa", "precision": "cpu (bfloat16, measured)"}
+    assert efficiency.remade_notes("all", 0, [made, None], made) == []
+    note = efficiency.remade_notes("all", 1, [made], {**made, "answers": "bb"})
+    assert len(note) == 1 and "2 different sets of candidate answers" in note[0]
+    other = efficiency.remade_notes("all", 1, [made], {**made, "precision": "cpu (float32)"})
+    assert "precision cpu (bfloat16, measured), cpu (float32);" in other[0]

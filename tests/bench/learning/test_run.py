@@ -113,3 +113,41 @@ def test_a_run_in_one_precision_loads_every_model_in_it(tiny_model_dir, tmp_path
         ).fetchall()
         models = conn.execute("SELECT COUNT(DISTINCT model) FROM samples").fetchone()[0]
     assert dtypes == [("bfloat16",)] and models >= 3  # the base model and two policies
+
+
+def test_a_journal_carried_to_an_empty_work_folder_keeps_only_whole_seeds(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    whole = learning(tiny_model_dir, tmp_path, "whole")
+    journal = tmp_path / "tracked" / "journal.json"
+    real_last, trained = run.last_run, []
+
+    def killed_in_seed_1(store):
+        trained.append(store.last_run_id())
+        if len(trained) == 5:
+            raise Killed  # seed 0's three runs and seed 1's DPO kept; its reward model not
+        return real_last(store)
+
+    monkeypatch.setattr(run, "last_run", killed_in_seed_1)
+    with pytest.raises(Killed):
+        learning(tiny_model_dir, tmp_path, "first machine", "--journal", str(journal))
+    monkeypatch.setattr(run, "last_run", real_last)
+
+    real_call, calls = data.Cli.__call__, []
+    monkeypatch.setattr(
+        data.Cli, "__call__", lambda self, *argv: calls.append(argv[0]) or real_call(self, *argv)
+    )
+    carried = learning(
+        tiny_model_dir, tmp_path, "second machine", "--journal", str(journal), "--resume"
+    )
+    # the project is made and rated again; seed 1's DPO, though it finished, is trained again
+    # with the rest of its seed (RLOO needs that seed's reward model, now gone)
+    assert "generate" in calls and calls.count("train") == 3
+    assert figures(carried) == figures(whole)
+    assert not any("made again" in n for n in carried["notes"])
+
+
+def test_seeds_trained_on_projects_made_apart_are_noted():
+    seeds = {0: {"dpo_large": {"answers": "aa"}}, 1: {"dpo_large": {"answers": "bb"}}}
+    assert run.remade_notes({"r": {"seeds": {0: seeds[0]}}}) == []
+    assert "2 different sets" in run.remade_notes({"r": {"seeds": seeds}})[0]
