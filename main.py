@@ -23,9 +23,9 @@ from core.cli import build_parser, guarded, run
 
 
 def gui_imports() -> None:
-    """What the app imports before its window opens, in the order that costs least: torch and the
-    store before the first PySide6 import, because from then on PySide6's import hook (its
-    __feature__ support) reads the source of every module imported, over a thousand for torch."""
+    """What the app imports before its window opens: the model stack and the store, then the
+    GUI, whose package hands imports back from PySide6's ``__feature__`` hook as soon as PySide6
+    installs it (gui/__init__.py), so nothing imported later has its source read for it."""
     import core.generation  # noqa: F401
     import core.store  # noqa: F401
     import gui.app  # noqa: F401
