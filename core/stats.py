@@ -21,7 +21,6 @@ Rules (also in docs/exports.md):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from itertools import combinations
@@ -36,19 +35,8 @@ HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # five bins: a 1–5 rating falls i
 def project_stats(store: ProjectStore) -> dict[str, Any]:
     """Everything `stats --json` prints, under stable keys."""
     stats = store.basic_stats()
-    ratings = [
-        {
-            "annotator": a,
-            "kind": k,
-            "sample_ids": json.loads(ids),
-            "value": json.loads(v),
-            "seconds": secs,
-        }
-        for a, k, ids, v, secs in store.conn.execute(
-            "SELECT annotator, kind, sample_ids, value, seconds FROM ratings "
-            "WHERE superseded = 0 AND kind != 'skip' ORDER BY id"
-        )
-    ]
+    keys = ("annotator", "kind", "sample_ids", "value", "seconds")
+    ratings = [{k: r[k] for k in keys} for r in store.ratings() if r["kind"] != "skip"]
     stats["speed"] = speed(ratings)
     stats["agreement"] = agreement(ratings)
     stats["score_distribution"] = score_distribution(ratings)
@@ -236,18 +224,14 @@ def score_distribution(ratings: list[dict[str, Any]]) -> dict[str, Any]:
 
 def per_checkpoint(store: ProjectStore, ratings: list[dict[str, Any]]) -> dict[str, Any]:
     """For the samples of each model spec / checkpoint: ratings, mean score, pairwise results."""
-    model_of = dict(store.conn.execute("SELECT id, model FROM samples"))
+    model_of = store.sample_models()
     out: dict[str, dict[str, Any]] = {}
-    for model, ckpt, n in store.conn.execute(
-        "SELECT model, MAX(checkpoint_id), COUNT(*) FROM samples GROUP BY model ORDER BY MIN(id)"
-    ):
-        row = store.conn.execute(
-            "SELECT step, run_id, kind FROM checkpoints WHERE id = ?", (ckpt,)
-        ).fetchone()
+    for model, ckpt, n in store.samples_per_model():
+        row = store.find_checkpoint(ckpt)
         out[model] = {
             "checkpoint_id": ckpt,
-            "step": row[0] if row else None,
-            "run_id": row[1] if row else None,
+            "step": row["step"] if row else None,
+            "run_id": row["run_id"] if row else None,
             "samples": n,
             "ratings": 0,
             "_scores": [],

@@ -14,7 +14,6 @@ live pairwise rating of two different arena models' answers to an evaluation pro
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -99,12 +98,7 @@ def answers(store: ProjectStore, spec: ArenaSpec, model: str) -> dict[int, list[
     """{evaluation prompt id: ids of ``model``'s answers made with the arena's settings}."""
     wanted = spec.generation()
     out: dict[int, list[int]] = {}
-    for sid, pid, params in store.conn.execute(
-        "SELECT s.id, s.prompt_id, s.params FROM samples s JOIN prompts p ON p.id = s.prompt_id "
-        "WHERE p.split = 'eval' AND s.model = ? ORDER BY s.id",
-        (model,),
-    ):
-        recorded = json.loads(params or "{}")
+    for sid, pid, recorded in store.eval_answers_of(model):
         if all(recorded.get(k) == v for k, v in wanted.items()):
             out.setdefault(pid, []).append(sid)
     return out
@@ -154,14 +148,8 @@ def unrated_comparisons(
     store: ProjectStore, spec: ArenaSpec, annotator: str
 ) -> list[tuple[int, int, int]]:
     """The planned comparisons ``annotator`` has not judged, skipped or flagged yet."""
-    seen = {
-        frozenset(json.loads(ids))
-        for (ids,) in store.conn.execute(
-            "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0 "
-            "AND kind IN ('pairwise', 'skip', 'flag')",
-            (annotator,),
-        )
-    }
+    judged = store.sample_ids_judged_by(annotator, kinds=("pairwise", "skip", "flag"))
+    seen = {frozenset(ids) for ids in judged}
     return [c for c in comparisons_planned(store, spec) if frozenset(c[1:]) not in seen]
 
 
@@ -214,11 +202,7 @@ def judge_arena(
         shown = [first, second]
         rng.shuffle(shown)  # the side is drawn, as a person would see it
         prompt = store.prompt(pid)["text"]
-        texts = dict(
-            store.conn.execute(
-                "SELECT id, text FROM samples WHERE id IN (?, ?)", (first, second)
-            ).fetchall()
-        )
+        texts = store.sample_texts((first, second))
         scores = [judge(prompt, texts[s]) for s in shown]
         choice = "tie" if abs(scores[0] - scores[1]) < TIE_MARGIN else "ab"[scores[1] > scores[0]]
         value = {
@@ -253,18 +237,14 @@ def judged_comparisons(
     models = set(models)
     names = None if annotators is None else set(annotators)
     out = []
-    for annotator, ids, value in store.conn.execute(
-        "SELECT r.annotator, r.sample_ids, r.value FROM ratings r JOIN prompts p "
-        "ON p.id = r.prompt_id WHERE r.kind = 'pairwise' AND r.superseded = 0 "
-        "AND p.split = 'eval' ORDER BY r.id"
-    ):
+    for annotator, ids, value in store.live_eval_pairwise_ratings():
         if names is not None and annotator not in names:
             continue
-        a, b = json.loads(ids)
-        made = dict(store.conn.execute("SELECT id, model FROM samples WHERE id IN (?, ?)", (a, b)))
+        a, b = ids
+        made = store.sample_models((a, b))
         ma, mb = made.get(a), made.get(b)
         if ma in models and mb in models and ma != mb:
-            choice = json.loads(value).get("choice")
+            choice = value.get("choice")
             out.append((annotator, ma, mb, {"a": "a", "b": "b"}.get(choice, "tie")))
     return out
 
@@ -304,11 +284,9 @@ def starting_points(store: ProjectStore, models: Iterable[str]) -> list[tuple[st
     out = []
     for model in models:
         if model.startswith("checkpoint:") and model.split(":", 1)[1].isdigit():
-            row = store.conn.execute(
-                "SELECT base_model FROM checkpoints WHERE id = ?", (int(model.split(":")[1]),)
-            ).fetchone()
-            if row and row[0]:
-                out.append((model, row[0]))
+            row = store.find_checkpoint(int(model.split(":")[1]))
+            if row and row["base_model"]:
+                out.append((model, row["base_model"]))
     return out
 
 

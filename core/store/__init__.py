@@ -2,7 +2,9 @@
 
 - ``schema``: the tables (docs/schema.md), their migrations, a file's version read safely;
 - ``project``: ``ProjectStore``, one connection per thread, WAL, transactions, settings;
-- ``records``: the row methods by table, mixed into ``ProjectStore``.
+- ``records``: the row methods by table, mixed into ``ProjectStore``;
+- ``queries``: the reads other modules need, by table (an item's texts, what an annotator has seen,
+  a run's metrics), mixed into ``ProjectStore`` so that no caller writes SQL.
 """
 
 from core.store.project import ProjectStore

@@ -40,6 +40,12 @@ class _Rows:
     def ensure_annotator(self, name: str) -> None:
         raise NotImplementedError
 
+    def _one(self, sql: str, args: Iterable[Any]) -> dict[str, Any] | None:
+        """The first row of ``sql`` as {column: value}, None when there is none."""
+        cur = self.conn.execute(sql, tuple(args))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
 
 def content_key(text: str, messages: list[dict[str, str]] | None) -> str:
     """What "exact duplicate" means: the stripped text, or the chat as canonical JSON."""
@@ -92,11 +98,10 @@ class PromptRows(_Rows):
         return ids, skipped
 
     def prompt(self, prompt_id: int) -> dict[str, Any]:
-        cur = self.conn.execute("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
-        row = cur.fetchone()
+        row = self._one("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
         if row is None:
             raise ProjectError(f"prompt {prompt_id} does not exist in {self.path}.")
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        return row
 
     def prompt_messages(self, prompt_id: int) -> list[dict[str, str]]:
         """The prompt as chat messages (a plain prompt becomes one user turn)."""
@@ -240,19 +245,6 @@ class RatingRows(_Rows):
         """The ids of every rating not undone or replaced, oldest first."""
         sql = "SELECT id FROM ratings WHERE superseded = 0 ORDER BY id"
         return [r[0] for r in self.conn.execute(sql)]
-
-    def rated_sample_ids(self, annotator: str, kinds: Iterable[str] | None = None) -> set[int]:
-        """Samples this annotator has judged in a live (not undone) rating, skips included."""
-        sql = "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0"
-        args: list[Any] = [annotator.strip()]
-        if kinds is not None:
-            kinds = list(kinds)
-            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
-            args += kinds
-        seen: set[int] = set()
-        for (ids,) in self.conn.execute(sql, args):
-            seen.update(json.loads(ids))
-        return seen
 
 
 class RunRows(_Rows):
@@ -404,6 +396,10 @@ class RunRows(_Rows):
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def find_checkpoint(self, checkpoint_id: int | None) -> dict[str, Any] | None:
+        """A checkpoint's row as stored (metrics as JSON text), None when there is no such one."""
+        return self._one("SELECT * FROM checkpoints WHERE id = ?", (checkpoint_id,))
+
     def checkpoint(self, ref: str | int) -> dict[str, Any]:
         """Resolve ``ID``, ``checkpoint:ID`` or ``checkpoint:latest`` (newest *policy* checkpoint)."""
         ref = str(ref)
@@ -421,11 +417,9 @@ class RunRows(_Rows):
             raise ProjectError(
                 f"checkpoint:{ref} is not a checkpoint id; use checkpoint:ID or checkpoint:latest."
             )
-        row = self.conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
-        if row is None:
+        rec = self.find_checkpoint(int(ref))
+        if rec is None:
             raise ProjectError(f"checkpoint:{ref} does not exist in {self.path}.")
-        cols = [d[0] for d in self.conn.execute("SELECT * FROM checkpoints LIMIT 0").description]
-        rec = dict(zip(cols, row, strict=True))
         rec["metrics"] = json.loads(rec["metrics"] or "{}")
         return rec
 
