@@ -79,13 +79,7 @@ PREVIEW_EVERY_S = 0.2  # how often a batch's partial text is decoded for a previ
 def pick_prompts(store: ProjectStore, limit: int | None = None, split: str = "train") -> list[int]:
     """Prompts of ``split`` with the fewest samples first (then oldest), so repeated runs cover
     the set. Evaluation prompts get samples from the arena, which knows the models it compares."""
-    sql = (
-        "SELECT p.id FROM prompts p LEFT JOIN samples s ON s.prompt_id = p.id "
-        "AND s.model NOT LIKE 'human:%' WHERE p.split = ? GROUP BY p.id ORDER BY COUNT(s.id), p.id"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [r[0] for r in store.conn.execute(sql, (split,))]
+    return store.least_sampled_prompts(split, limit)
 
 
 @torch.inference_mode()

@@ -332,7 +332,7 @@ def split_for_evaluation(store: ProjectStore, amount: int | float, seed: int = 0
     need = target - have
     if need <= 0:
         return SplitResult([], have, total - have)
-    rated = {r[0] for r in store.conn.execute("SELECT DISTINCT prompt_id FROM ratings")}
+    rated = store.rated_prompt_ids()
     eligible = [p for p in store.prompt_ids("train") if p not in rated]
     if len(eligible) < need:
         raise UserError(

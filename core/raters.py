@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import importlib.util
 import itertools
-import json
 import math
 import random
 import re
@@ -213,16 +212,9 @@ class _Sample(NamedTuple):
 def _unrated(store: ProjectStore, annotator: str) -> dict[int, list[_Sample]]:
     """Per training prompt id, in id order, the samples this annotator has no live rating of
     (evaluation prompts are judged only in the arena)."""
-    rated: set[int] = set()
-    for (ids,) in store.conn.execute(
-        "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0", (annotator,)
-    ):
-        rated.update(json.loads(ids))
+    rated = {i for ids in store.sample_ids_judged_by(annotator) for i in ids}
     groups: dict[int, list[_Sample]] = {}
-    for row in store.conn.execute(
-        "SELECT s.id, s.prompt_id, p.text, s.text FROM samples s JOIN prompts p "
-        "ON p.id = s.prompt_id WHERE p.split = 'train' ORDER BY s.prompt_id, s.id"
-    ):
+    for row in store.train_samples():
         sample = _Sample(*row)
         if sample.id not in rated:
             groups.setdefault(sample.prompt_id, []).append(sample)

@@ -127,14 +127,8 @@ def newest_scorer(
 
 
 def _texts(store: ProjectStore, ids: list[int]) -> tuple[list[list[dict[str, str]]], list[str]]:
-    rows = {
-        sid: (pid, text)
-        for sid, pid, text in store.conn.execute(
-            f"SELECT id, prompt_id, text FROM samples WHERE id IN ({', '.join('?' * len(ids))})",
-            ids,
-        )
-    }
-    return [store.prompt_messages(rows[i][0]) for i in ids], [rows[i][1] for i in ids]
+    prompt_of, texts = store.sample_prompt_ids(ids), store.sample_texts(ids)
+    return [store.prompt_messages(prompt_of[i]) for i in ids], [texts[i] for i in ids]
 
 
 @torch.inference_mode()
@@ -143,11 +137,7 @@ def _logps(store: ProjectStore, loaded, ids: list[int], batch_size: int = 8) -> 
     tokens = Tokens(store, loaded.tokenizer, 1024, eos=True)
     module = CompletionLogps(loaded.model)
     pad = loaded.tokenizer.pad_token_id or 0
-    prompt_of = dict(
-        store.conn.execute(
-            f"SELECT id, prompt_id FROM samples WHERE id IN ({', '.join('?' * len(ids))})", ids
-        )
-    )
+    prompt_of = store.sample_prompt_ids(ids)
     out: Scores = {}
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
@@ -177,7 +167,7 @@ class RewardCache:
 
     def rewards(self, store: ProjectStore, ids: list[int]) -> Scores:
         """Rewards of ``ids``; raises NoScorer when the project has no model to ask."""
-        newest = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM checkpoints").fetchone()[0]
+        newest = store.newest_checkpoint_id() or 0
         key = (str(store.path), int(newest))
         if key != self.key:
             self.label, self._score = newest_scorer(store, self.device, self.dtype)

@@ -389,11 +389,12 @@ class RunRows(_Rows):
             )
             return int(cur.lastrowid)
 
-    def newest_checkpoint_id(self, kind: str) -> int | None:
-        """The id of the newest checkpoint of ``kind`` (policy or reward), None when there is none."""
-        row = self.conn.execute(
-            "SELECT id FROM checkpoints WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
-        ).fetchone()
+    def newest_checkpoint_id(self, kind: str | None = None) -> int | None:
+        """The id of the newest checkpoint (of ``kind``: policy or reward), None when there is none."""
+        sql, args = "SELECT id FROM checkpoints", ()
+        if kind is not None:
+            sql, args = sql + " WHERE kind = ?", (kind,)
+        row = self.conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return None if row is None else int(row[0])
 
     def find_checkpoint(self, checkpoint_id: int | None) -> dict[str, Any] | None:

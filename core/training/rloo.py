@@ -43,8 +43,7 @@ def split_prompts(store: ProjectStore, heldout_fraction: float) -> tuple[list[in
     sampled). A prompt's side depends only on its uuid, so it is stable across runs, machines and
     merged project files."""
     train, heldout = [], []
-    sql = "SELECT id, uuid FROM prompts WHERE split = 'train' ORDER BY id"
-    for pid, uuid in store.conn.execute(sql):
+    for pid, uuid in store.train_prompt_uuids():
         u = int(hashlib.sha256(uuid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (heldout if u < heldout_fraction else train).append(pid)
     return train, heldout
