@@ -77,16 +77,8 @@ def latest_checkpoint(
     store: ProjectStore, run_id: int | None = None, kind: str | None = None
 ) -> dict[str, Any] | None:
     """The newest checkpoint row (of a run and/or a kind), decoded like ``store.checkpoint``."""
-    where, args = [], []
-    if run_id is not None:
-        where.append("run_id = ?")
-        args.append(run_id)
-    if kind is not None:
-        where.append("kind = ?")
-        args.append(kind)
-    sql = "SELECT id FROM checkpoints" + (" WHERE " + " AND ".join(where) if where else "")
-    row = store.conn.execute(sql + " ORDER BY step DESC, id DESC LIMIT 1", args).fetchone()
-    return store.checkpoint(row[0]) if row else None
+    found = store.furthest_checkpoint_id(run_id, kind)
+    return store.checkpoint(found) if found is not None else None
 
 
 # ---- saving ---------------------------------------------------------------------------------
@@ -107,10 +99,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _metrics_history(store: ProjectStore, run_id: int, step: int) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = defaultdict(dict)
-    for s, name, value in store.conn.execute(
-        "SELECT step, name, value FROM metrics WHERE run_id = ? AND step <= ? ORDER BY step, name",
-        (run_id, step),
-    ):
+    for s, name, value in store.metrics_up_to(run_id, step):
         rows[s][name] = value
     return [{"step": s, **m} for s, m in sorted(rows.items())]
 

@@ -57,14 +57,8 @@ class Item:
 
 def seen_keys(store: ProjectStore, annotator: str) -> set[frozenset[int]]:
     """Sample-id sets this annotator has a live rating of (any kind, skips and flags included)."""
-    return {
-        frozenset(json.loads(ids))
-        for (ids,) in store.conn.execute(
-            "SELECT sample_ids FROM ratings WHERE annotator = ? AND superseded = 0 "
-            "AND kind != 'rewrite'",
-            (annotator.strip(),),
-        )
-    }
+    judged = store.sample_ids_judged_by(annotator.strip(), except_kinds=("rewrite",))
+    return {frozenset(ids) for ids in judged}
 
 
 def live_rating_count(store: ProjectStore, annotator: str | None = None) -> int:
@@ -75,36 +69,10 @@ def live_rating_count(store: ProjectStore, annotator: str | None = None) -> int:
     return store.count("ratings", where + " AND annotator = ?", [annotator.strip()])
 
 
-def _prompt_counts(store: ProjectStore) -> Counter[int]:
-    return Counter(
-        dict(
-            store.conn.execute(
-                "SELECT prompt_id, COUNT(*) FROM ratings WHERE superseded = 0 "
-                "AND kind NOT IN ('skip', 'rewrite') GROUP BY prompt_id"
-            ).fetchall()
-        )
-    )
-
-
-def _sample_counts(store: ProjectStore) -> Counter[int]:
-    """How many live ratings judge each sample (uses SQLite's json_each, no Python parsing)."""
-    return Counter(
-        dict(
-            store.conn.execute(
-                "SELECT j.value, COUNT(*) FROM ratings r, json_each(r.sample_ids) j "
-                "WHERE r.superseded = 0 AND r.kind NOT IN ('skip', 'rewrite') GROUP BY j.value"
-            ).fetchall()
-        )
-    )
-
-
 def samples_by_prompt(store: ProjectStore) -> dict[int, list[int]]:
     """Model samples of training prompts: evaluation prompts are rated only in the arena."""
     groups: dict[int, list[int]] = {}
-    for sid, pid in store.conn.execute(
-        "SELECT s.id, s.prompt_id FROM samples s JOIN prompts p ON p.id = s.prompt_id "
-        "WHERE s.model NOT LIKE 'human:%' AND p.split = 'train' ORDER BY s.prompt_id, s.id"
-    ):
+    for sid, pid in store.train_model_samples():
         groups.setdefault(pid, []).append(sid)
     return groups
 
@@ -197,8 +165,8 @@ def select_items(
         k=k,
         n=n,
         seen=seen,
-        prompt_counts=_prompt_counts(store),
-        sample_counts=_sample_counts(store),
+        prompt_counts=Counter(store.live_ratings_per_prompt()),
+        sample_counts=Counter(store.live_ratings_per_sample()),
         rng=rng,
     )
     return [build_item(store, mode, pid, ids) for pid, ids in chosen]
@@ -212,10 +180,7 @@ def build_item(
     selection: str = "coverage",
 ) -> Item:
     """Read the texts of one item (a few rows by primary key)."""
-    marks = ", ".join("?" * len(sample_ids))
-    texts = dict(
-        store.conn.execute(f"SELECT id, text FROM samples WHERE id IN ({marks})", sample_ids)
-    )
+    texts = store.sample_texts(sample_ids)
     prompt = store.prompt(prompt_id)
     messages = None
     if prompt["messages"]:
@@ -255,10 +220,5 @@ def last_live_rating(
     store: ProjectStore, annotator: str, exclude_ids: Iterable[int] = ()
 ) -> dict[str, Any] | None:
     """This annotator's newest live rating not in ``exclude_ids`` (undo beyond this session)."""
-    excluded = list(exclude_ids)
-    sql = "SELECT id FROM ratings WHERE annotator = ? AND superseded = 0"
-    if excluded:
-        sql += f" AND id NOT IN ({', '.join('?' * len(excluded))})"
-    row = store.conn.execute(sql + " ORDER BY id DESC LIMIT 1", [annotator.strip(), *excluded])
-    found = row.fetchone()
-    return store.rating(found[0]) if found else None
+    found = store.last_live_rating_id(annotator.strip(), exclude_ids)
+    return store.rating(found) if found is not None else None

@@ -52,17 +52,6 @@ class Loaded:
 
 
 # ---- reading the ratings table -------------------------------------------------------------------
-# Only the columns the rules use. json_valid lets one json.loads decode a whole column (below).
-# Ratings of evaluation prompts never train: an arena is a clean comparison only on prompts that
-# no run has seen.
-_QUERY = (
-    "SELECT id, annotator, kind, prompt_id, sample_ids, value, "
-    "json_valid(sample_ids) AND json_valid(value) "
-    "FROM ratings WHERE superseded = 0 "
-    "AND prompt_id NOT IN (SELECT id FROM prompts WHERE split = 'eval') ORDER BY id"
-)
-
-
 def load(
     store: ProjectStore, annotators: Iterable[str] | None, rating_ids: Iterable[int] | None
 ) -> Loaded:
@@ -70,7 +59,7 @@ def load(
     and every flagged sample (flags count whoever made them)."""
     names = None if annotators is None else set(annotators)
     ids = None if rating_ids is None else set(rating_ids)
-    rows = store.conn.execute(_QUERY).fetchall()
+    rows = store.trainable_rating_rows()  # its json_valid column lets _decoded parse in bulk
     ratings, flagged = [], set()
     for (rid, annotator, kind, prompt_id, _, _, _), (sample_ids, value) in zip(
         rows, _decoded(store, rows), strict=True

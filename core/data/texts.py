@@ -5,7 +5,6 @@ Part of core.data (import from there).
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -13,8 +12,6 @@ from typing import Any
 
 from core.data.rules import Example, PreferencePair, ScalarReward, UnpairedExample
 from core.store import ProjectError, ProjectStore
-
-_MAX_PARAMS = 500  # ids per IN (...): stays under SQLite's bound-parameter limit
 
 
 def materialize(
@@ -70,24 +67,9 @@ def _sample_ids(e: Example) -> tuple[int, ...]:
     return (e.sample_id,)
 
 
-def _rows_by_id(store: ProjectStore, table: str, columns: str, ids: set[int]) -> list[tuple]:
-    """``SELECT id, columns FROM table`` for the given ids, a few hundred per query."""
-    todo = sorted(ids)
-    rows = []
-    for i in range(0, len(todo), _MAX_PARAMS):
-        part = todo[i : i + _MAX_PARAMS]
-        sql = f"SELECT id, {columns} FROM {table} WHERE id IN ({', '.join('?' * len(part))})"
-        rows += store.conn.execute(sql, part).fetchall()
-    return rows
-
-
 def _prompt_messages(store: ProjectStore, chunk: list[Example]) -> dict[int, list[dict[str, str]]]:
     """{prompt id: messages} for the chunk's prompts; a plain prompt becomes one user turn."""
-    found = {}
-    for pid, text, messages in _rows_by_id(
-        store, "prompts", "text, messages", {e.prompt_id for e in chunk}
-    ):
-        found[pid] = json.loads(messages) if messages else [{"role": "user", "content": text}]
+    found = store.prompts_as_messages({e.prompt_id for e in chunk})
     missing = {e.prompt_id for e in chunk} - found.keys()
     if missing:
         _inconsistent(store, "prompts", missing, [e for e in chunk if e.prompt_id in missing])
@@ -96,7 +78,7 @@ def _prompt_messages(store: ProjectStore, chunk: list[Example]) -> dict[int, lis
 
 def _sample_texts(store: ProjectStore, chunk: list[Example]) -> dict[int, str]:
     ids = {s for e in chunk for s in _sample_ids(e)}
-    found = dict(_rows_by_id(store, "samples", "text", ids))
+    found = store.sample_texts(ids)
     missing = ids - found.keys()
     if missing:
         _inconsistent(

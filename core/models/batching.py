@@ -73,10 +73,8 @@ class Tokens:
 
     def sample(self, sample_id: int) -> list[int]:
         if sample_id not in self._samples:
-            row = self.store.conn.execute(
-                "SELECT text FROM samples WHERE id = ?", (sample_id,)
-            ).fetchone()
-            self._samples[sample_id] = self.completion(row[0])
+            text = self.store.sample_texts((sample_id,))[sample_id]
+            self._samples[sample_id] = self.completion(text)
         return self._samples[sample_id]
 
     def seq(self, prompt_id: int, sample_id: int) -> Seq:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.store.queries import RatingQueries, SampleQueries
+from core.store.queries import RatingQueries, RunQueries, SampleQueries
 from core.store.records import PromptRows, RatingRows, RunRows
 from core.store.schema import (
     DEFAULT_SETTINGS,
@@ -30,7 +30,7 @@ from core.store.schema import (
 )
 
 
-class ProjectStore(PromptRows, RatingRows, RunRows, SampleQueries, RatingQueries):
+class ProjectStore(PromptRows, RatingRows, RunRows, SampleQueries, RatingQueries, RunQueries):
     """One connection to a project file. Create one per thread; close it when done."""
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False, create: bool = True):

@@ -14,6 +14,8 @@ from typing import Any
 from core.store.records import _Rows
 
 _MAX_PARAMS = 500  # ids per IN (...): stays under SQLite's bound-parameter limit
+# The ratings that cover an item: live, and neither a skip nor a rewrite (which has no item).
+_COVERING = "r.superseded = 0 AND r.kind NOT IN ('skip', 'rewrite')"
 
 
 class SampleQueries(_Rows):
@@ -40,6 +42,13 @@ class SampleQueries(_Rows):
         if ids is None:
             return dict(self.conn.execute("SELECT id, model FROM samples"))
         return dict(self._by_id("samples", "model", ids))
+
+    def prompts_as_messages(self, ids: Iterable[int]) -> dict[int, list[dict[str, str]]]:
+        """{prompt id: chat messages} of ``ids`` that exist: ``prompt_messages`` for a batch."""
+        return {
+            pid: json.loads(messages) if messages else [{"role": "user", "content": text}]
+            for pid, text, messages in self._by_id("prompts", "text, messages", ids)
+        }
 
     def train_prompt_uuids(self) -> list[tuple[int, str]]:
         """(id, uuid) of each training prompt, oldest first: a uuid is the same in every file."""
@@ -73,6 +82,13 @@ class SampleQueries(_Rows):
             "ON p.id = s.prompt_id WHERE p.split = 'train' ORDER BY s.prompt_id, s.id"
         ).fetchall()
 
+    def train_model_samples(self) -> list[tuple[int, int]]:
+        """(sample id, prompt id) of training prompts' model-made samples: what may be shown."""
+        return self.conn.execute(
+            "SELECT s.id, s.prompt_id FROM samples s JOIN prompts p ON p.id = s.prompt_id "
+            "WHERE s.model NOT LIKE 'human:%' AND p.split = 'train' ORDER BY s.prompt_id, s.id"
+        ).fetchall()
+
     def samples_per_model(self) -> list[tuple[str, int | None, int]]:
         """(model spec, newest checkpoint id, samples) per model, oldest first: per-model stats."""
         return self.conn.execute(
@@ -95,6 +111,29 @@ class RatingQueries(_Rows):
         args = [annotator, *kinds, *except_kinds]
         return [json.loads(ids) for (ids,) in self.conn.execute(sql, args)]
 
+    def last_live_rating_id(self, annotator: str, exclude_ids: Iterable[int] = ()) -> int | None:
+        """``annotator``'s newest live rating id not in ``exclude_ids``: what undo reaches."""
+        excluded = list(exclude_ids)
+        sql = "SELECT id FROM ratings WHERE annotator = ? AND superseded = 0"
+        if excluded:
+            sql += f" AND id NOT IN ({', '.join('?' * len(excluded))})"
+        row = self.conn.execute(sql + " ORDER BY id DESC LIMIT 1", [annotator, *excluded])
+        found = row.fetchone()
+        return found[0] if found else None
+
+    def live_ratings_per_prompt(self) -> dict[int, int]:
+        """{prompt id: live ratings of it}, skips and rewrites aside: how well each is covered."""
+        sql = f"SELECT r.prompt_id, COUNT(*) FROM ratings r WHERE {_COVERING} GROUP BY r.prompt_id"
+        return dict(self.conn.execute(sql).fetchall())
+
+    def live_ratings_per_sample(self) -> dict[int, int]:
+        """{sample id: live ratings judging it}, skips and rewrites aside: its coverage."""
+        sql = (
+            "SELECT j.value, COUNT(*) FROM ratings r, json_each(r.sample_ids) j "
+            f"WHERE {_COVERING} GROUP BY j.value"
+        )
+        return dict(self.conn.execute(sql).fetchall())
+
     def rated_prompt_ids(self) -> set[int]:
         """Prompts any rating was ever made on (undone ones too): they may have trained a model."""
         return {r[0] for r in self.conn.execute("SELECT DISTINCT prompt_id FROM ratings")}
@@ -107,3 +146,38 @@ class RatingQueries(_Rows):
             "AND p.split = 'eval' ORDER BY r.id"
         )
         return [(annotator, json.loads(ids), json.loads(value)) for annotator, ids, value in cur]
+
+    def trainable_rating_rows(self) -> list[tuple]:
+        """(id, annotator, kind, prompt id, sample_ids, value, both valid JSON): what may train."""
+        # Evaluation prompts never train: an arena is a clean comparison only on unseen prompts.
+        return self.conn.execute(
+            "SELECT id, annotator, kind, prompt_id, sample_ids, value, "
+            "json_valid(sample_ids) AND json_valid(value) "
+            "FROM ratings WHERE superseded = 0 "
+            "AND prompt_id NOT IN (SELECT id FROM prompts WHERE split = 'eval') ORDER BY id"
+        ).fetchall()
+
+
+class RunQueries(_Rows):
+    def furthest_checkpoint_id(
+        self, run_id: int | None = None, kind: str | None = None
+    ) -> int | None:
+        """The id of the checkpoint at the highest step (of a run, a kind), or None: to resume."""
+        where, args = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        sql = "SELECT id FROM checkpoints" + (" WHERE " + " AND ".join(where) if where else "")
+        row = self.conn.execute(sql + " ORDER BY step DESC, id DESC LIMIT 1", args).fetchone()
+        return row[0] if row else None
+
+    def metrics_up_to(self, run_id: int, step: int) -> list[tuple[int, str, float]]:
+        """(step, name, value) of a run's metrics up to ``step``: a checkpoint's history."""
+        return self.conn.execute(
+            "SELECT step, name, value FROM metrics WHERE run_id = ? AND step <= ? "
+            "ORDER BY step, name",
+            (run_id, step),
+        ).fetchall()
