@@ -138,28 +138,14 @@ _FORMS = {
 def _run(store: ProjectStore, run_id: int | None) -> dict[str, Any]:
     if run_id is None:
         return {}
-    row = store.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
-        return {}
-    cols = [d[0] for d in store.conn.execute("SELECT * FROM runs LIMIT 0").description]
-    return dict(zip(cols, row, strict=True))
+    return store.run_row(run_id) or {}
 
 
 def _data_lines(store: ProjectStore, run: dict[str, Any]) -> list[str]:
     ids = run.get("rating_ids")
     if not ids:
         return ["No record of the ratings this checkpoint was trained on."]
-    rows = store.conn.execute(
-        "SELECT kind, COUNT(*), COUNT(DISTINCT annotator), COUNT(DISTINCT prompt_id) FROM ratings "
-        "WHERE id IN (SELECT value FROM json_each(?)) GROUP BY kind ORDER BY kind",
-        (ids,),
-    ).fetchall()
-    totals = store.conn.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT annotator), COUNT(DISTINCT prompt_id) FROM ratings "
-        "WHERE id IN (SELECT value FROM json_each(?))",
-        (ids,),
-    ).fetchone()
-    n, a, p = totals
+    (n, a, p), rows = store.ratings_breakdown(json.loads(ids))
     out = [f"{_n(n, 'rating')} by {_n(a, 'annotator')} on {_n(p, 'prompt')}:", ""]
     out += [
         f"- {kind}: {_n(n, 'rating')} ({_n(a, 'annotator')}, {_n(p, 'prompt')})"
@@ -175,12 +161,7 @@ def _n(count: int, noun: str) -> str:
 def _final_metrics(store: ProjectStore, rec: dict[str, Any]) -> dict[str, float]:
     if rec.get("run_id") is None:
         return {}
-    rows = store.conn.execute(
-        "SELECT name, value FROM metrics WHERE run_id = ?1 AND step = (SELECT MAX(step) FROM "
-        "metrics WHERE run_id = ?1 AND step <= ?2) ORDER BY name",
-        (rec["run_id"], rec["step"]),
-    )
-    return dict(rows.fetchall())
+    return store.final_metrics(rec["run_id"], rec["step"])
 
 
 def _table(values: dict[str, Any], what: str) -> list[str]:

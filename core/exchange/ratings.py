@@ -1,9 +1,10 @@
 """Ratings leave the project file: raw rows (jsonl, csv, parquet) or TRL-ready training data.
 
-Raw formats stream from an SQL cursor, one row per rating; ``preference``, ``unpaired`` and ``sft``
-are built by core.data with aggregation on, so what a file holds is what a run would train on, in
-TRL's conversational form (``plain`` keeps strings), because samples are generated through the
-model's chat template and TRL applies it only to conversational rows.
+Raw formats stream from an SQL cursor (``ProjectStore.export_lines``), one row per rating;
+``preference``, ``unpaired`` and ``sft`` are built by core.data with aggregation on, so what a file
+holds is what a run would train on, in TRL's conversational form (``plain`` keeps strings), because
+samples are generated through the model's chat template and TRL applies it only to conversational
+rows.
 Every export is written to a temp file beside the target and renamed into place: a cancelled or
 failed export leaves the old file (or no file), never half of one. Rules: docs/exports.md.
 """
@@ -30,9 +31,6 @@ TRAINING_FORMATS = ("preference", "unpaired", "sft")
 FORMATS = RAW_FORMATS + TRAINING_FORMATS
 SALT_KEY = "anonymize_salt"
 _BATCH = 2000  # rows per progress report and per parquet batch
-_READ_PRAGMAS = {"cache_size": -262144, "mmap_size": 1 << 30}  # 256 MiB cache, 1 GiB mmap
-# Each response: the sample as shown, with the model spec / checkpoint that made it.
-RESPONSE_FIELDS = ("sample_id", "sample_uuid", "text", "model", "checkpoint_id")
 
 
 @dataclass
@@ -135,9 +133,9 @@ def iter_export_ratings(
     code = anonymizer(store) if anonymize else None
     cancel = cancel or threading.Event()
     if fmt in RAW_FORMATS:
-        total = _count_raw(store, include_superseded, names)
+        total = store.export_count(include_superseded, names)
         criteria = _criteria(store)
-        rows = _raw_query(store, fmt, include_superseded, names, code, criteria)
+        rows = store.export_lines(fmt, include_superseded, names, code, criteria, _BATCH)
         conversational = False
     else:
         yield ExportProgress(0, 0, "build")
@@ -197,7 +195,7 @@ def _check_options(
         raise ExportError("min_score (top-rated responses as demonstrations) applies to sft only.")
     names = sorted({a.strip() for a in annotators or [] if a.strip()}) or None
     if names:
-        known = {r[0] for r in store.conn.execute("SELECT DISTINCT annotator FROM ratings")}
+        known = store.rating_annotators()
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ExportError(
@@ -208,111 +206,11 @@ def _check_options(
 
 
 # ---- raw rows -------------------------------------------------------------------------------------
-def _where(include_superseded: bool, names: list[str] | None) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    if not include_superseded:
-        clauses.append("r.superseded = 0")
-    if names:
-        clauses.append(f"r.annotator IN ({', '.join('?' * len(names))})")
-        args += names
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-def _count_raw(store: ProjectStore, include_superseded: bool, names: list[str] | None) -> int:
-    where, args = _where(include_superseded, names)
-    return int(store.conn.execute(f"SELECT COUNT(*) FROM ratings r{where}", args).fetchone()[0])
-
-
 def _criteria(store: ProjectStore) -> list[str]:
     """Every criterion any score rating used: the project rubric's order, then the others A–Z."""
-    used = {
-        row[0]
-        for row in store.conn.execute(
-            "SELECT DISTINCT j.key FROM ratings r, json_each(r.value, '$.scores') j "
-            "WHERE r.kind = 'score'"
-        )
-    }
+    used = store.score_criteria()
     rubric = [c for c in store.settings().get("rubric") or [] if c in used]
     return rubric + sorted(used - set(rubric))
-
-
-def _raw_query(
-    store: ProjectStore,
-    fmt: str,
-    include_superseded: bool,
-    names: list[str] | None,
-    code: Callable[[str], str] | None,
-    criteria: list[str],
-) -> Iterator[tuple[str]]:
-    """The raw rows as lines made by SQLite and streamed from its cursor, oldest first: a JSON
-    object per rating for jsonl and parquet, a CSV record for csv. SQLite's JSON and string
-    functions do this several times faster than decoding and re-encoding every value in Python."""
-    annotator, model = "r.annotator", "s.model"
-    if code is not None:
-        store.conn.create_function("rlhf_anon", 1, code, deterministic=True)
-        annotator = "rlhf_anon(r.annotator)"
-        model = "CASE WHEN s.model LIKE 'human:%' THEN 'human:' || rlhf_anon(substr(s.model, 7)) ELSE s.model END"
-
-    fields = ("j.value", "s.uuid", "s.text", model, "s.checkpoint_id")
-    response = ", ".join(f"'{k}', {e}" for k, e in zip(RESPONSE_FIELDS, fields, strict=True))
-    responses = (
-        f"(SELECT json_group_array(json_object({response})) FROM json_each(r.sample_ids) j "
-        "LEFT JOIN samples s ON s.id = j.value)"
-    )  # in the order shown
-
-    score = "CASE WHEN r.kind = 'score' THEN (SELECT value FROM json_each(r.value, '$.scores') WHERE key = ?) END"
-    superseded = "CASE WHEN r.superseded THEN 'true' ELSE 'false' END"
-    # (column, SQL expression, kind of value: text | number | json | bool)
-    columns = [
-        ("rating_id", "r.id", "number"),
-        ("rating_uuid", "r.uuid", "text"),
-        ("annotator", annotator, "text"),
-        ("kind", "r.kind", "text"),
-        ("prompt_id", "r.prompt_id", "number"),
-        ("prompt_uuid", "p.uuid", "text"),
-        ("prompt", "p.text", "text"),
-        ("prompt_messages", "p.messages", "json"),
-        ("prompt_split", "p.split", "text"),
-        ("sample_ids", "r.sample_ids", "json"),
-        ("responses", responses, "json"),
-        ("value", "r.value", "text" if fmt == "parquet" else "json"),  # parquet: JSON text
-        *((f"score_{c}", score, "number") for c in criteria),
-        ("comment", "r.comment", "text"),
-        ("seconds", "r.seconds", "number"),
-        ("created_at", "r.created_at", "text"),
-        ("superseded", superseded, "bool"),
-        ("superseded_at", "r.superseded_at", "text"),
-        ("selection", "r.selection", "text"),
-    ]
-    if fmt == "csv":  # quote text, double its quotes; an empty cell is null
-        cells = (
-            f"""COALESCE('"' || replace({e}, '"', '""') || '"', '')"""
-            if kind in ("text", "json")
-            else f"COALESCE({e}, '')"
-            for _, e, kind in columns
-        )
-        line = " || ',' || ".join(cells)
-    else:
-        pairs = (
-            f"'{name}', " + {"json": f"json({e})", "bool": f"json({e})"}.get(kind, e)
-            for name, e, kind in columns
-        )
-        line = f"json_object({', '.join(pairs)})"
-    where, args = _where(include_superseded, names)
-    sql = f"SELECT {line} FROM ratings r LEFT JOIN prompts p ON p.id = r.prompt_id{where} ORDER BY r.id"
-    # The samples are looked up in random order: a big page cache and mmap keep that from
-    # re-reading pages (a third of a 100k-rating export otherwise).
-    saved = {p: store.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in _READ_PRAGMAS}
-    for pragma, value in _READ_PRAGMAS.items():
-        store.conn.execute(f"PRAGMA {pragma} = {value}")
-    cursor = store.conn.execute(sql, [*criteria, *args])
-    try:
-        while chunk := cursor.fetchmany(_BATCH):
-            yield from chunk
-    finally:
-        cursor.close()
-        for pragma, value in saved.items():
-            store.conn.execute(f"PRAGMA {pragma} = {int(value)}")
 
 
 # ---- training rows --------------------------------------------------------------------------------
@@ -336,7 +234,7 @@ def _training_rows(
         examples = data.unpaired_examples(store, **rules)
     else:
         examples = data.demonstrations(store, min_score=min_score, **rules)
-    chats = {r[0] for r in store.conn.execute("SELECT id FROM prompts WHERE messages IS NOT NULL")}
+    chats = store.chat_prompt_ids()
     conversational = not plain or any(e.prompt_id in chats for e in examples)
     return _trl_rows(store, fmt, examples, conversational), len(examples), conversational
 

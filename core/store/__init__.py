@@ -4,7 +4,8 @@
 - ``project``: ``ProjectStore``, one connection per thread, WAL, transactions, settings;
 - ``records``: the row methods by table, mixed into ``ProjectStore``;
 - ``queries``: the reads other modules need, by table (an item's texts, what an annotator has seen,
-  a run's metrics), mixed into ``ProjectStore`` so that no caller writes SQL.
+  a run's metrics), mixed into ``ProjectStore`` so that no caller writes SQL;
+- ``export``: ratings as the lines of a raw export, made by SQLite, mixed into ``ProjectStore``.
 """
 
 from core.store.project import ProjectStore

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.store.export import RatingExport
 from core.store.queries import RatingQueries, RunQueries, SampleQueries
 from core.store.records import PromptRows, RatingRows, RunRows
 from core.store.schema import (
@@ -30,7 +31,9 @@ from core.store.schema import (
 )
 
 
-class ProjectStore(PromptRows, RatingRows, RunRows, SampleQueries, RatingQueries, RunQueries):
+class ProjectStore(
+    PromptRows, RatingRows, RunRows, SampleQueries, RatingQueries, RunQueries, RatingExport
+):
     """One connection to a project file. Create one per thread; close it when done."""
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False, create: bool = True):
@@ -120,6 +123,18 @@ class ProjectStore(PromptRows, RatingRows, RunRows, SampleQueries, RatingQueries
             raise
         else:
             conn.commit()
+
+    @contextmanager
+    def pragmas(self, **values: int) -> Iterator[None]:
+        """Set SQLite pragmas for the block, then restore them: a bigger cache for a bulk job."""
+        saved = {p: self.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in values}
+        for pragma, value in values.items():
+            self.conn.execute(f"PRAGMA {pragma} = {int(value)}")
+        try:
+            yield
+        finally:
+            for pragma, value in saved.items():
+                self.conn.execute(f"PRAGMA {pragma} = {int(value)}")
 
     # ---- meta and settings ------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

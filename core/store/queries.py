@@ -50,6 +50,11 @@ class SampleQueries(_Rows):
             for pid, text, messages in self._by_id("prompts", "text, messages", ids)
         }
 
+    def chat_prompt_ids(self) -> set[int]:
+        """The prompts imported as chats (messages) rather than plain text."""
+        sql = "SELECT id FROM prompts WHERE messages IS NOT NULL"
+        return {r[0] for r in self.conn.execute(sql)}
+
     def train_prompt_uuids(self) -> list[tuple[int, str]]:
         """(id, uuid) of each training prompt, oldest first: a uuid is the same in every file."""
         sql = "SELECT id, uuid FROM prompts WHERE split = 'train' ORDER BY id"
@@ -138,6 +143,10 @@ class RatingQueries(_Rows):
         """Prompts any rating was ever made on (undone ones too): they may have trained a model."""
         return {r[0] for r in self.conn.execute("SELECT DISTINCT prompt_id FROM ratings")}
 
+    def rating_annotators(self) -> set[str]:
+        """Everyone with a rating in the file (undone ones too), to check names a user typed."""
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT annotator FROM ratings")}
+
     def live_eval_pairwise_ratings(self) -> list[tuple[str, list[int], dict[str, Any]]]:
         """(annotator, sample ids, value) of live pairwise ratings of evaluation prompts."""
         cur = self.conn.execute(
@@ -156,6 +165,23 @@ class RatingQueries(_Rows):
             "FROM ratings WHERE superseded = 0 "
             "AND prompt_id NOT IN (SELECT id FROM prompts WHERE split = 'eval') ORDER BY id"
         ).fetchall()
+
+    def ratings_breakdown(
+        self, rating_ids: Iterable[int]
+    ) -> tuple[tuple[int, int, int], list[tuple[str, int, int, int]]]:
+        """(ratings, annotators, prompts) of ``rating_ids``, and the same by kind: a card's data."""
+        ids = json.dumps(list(rating_ids))
+        rows = self.conn.execute(
+            "SELECT kind, COUNT(*), COUNT(DISTINCT annotator), COUNT(DISTINCT prompt_id) FROM "
+            "ratings WHERE id IN (SELECT value FROM json_each(?)) GROUP BY kind ORDER BY kind",
+            (ids,),
+        ).fetchall()
+        totals = self.conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT annotator), COUNT(DISTINCT prompt_id) FROM ratings "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        ).fetchone()
+        return totals, rows
 
 
 class RunQueries(_Rows):
@@ -181,3 +207,12 @@ class RunQueries(_Rows):
             "ORDER BY step, name",
             (run_id, step),
         ).fetchall()
+
+    def final_metrics(self, run_id: int, step: int) -> dict[str, float]:
+        """{name: value} at a run's last logged step up to ``step``: a checkpoint's metrics."""
+        rows = self.conn.execute(
+            "SELECT name, value FROM metrics WHERE run_id = ?1 AND step = (SELECT MAX(step) FROM "
+            "metrics WHERE run_id = ?1 AND step <= ?2) ORDER BY name",
+            (run_id, step),
+        )
+        return dict(rows.fetchall())

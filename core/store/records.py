@@ -40,6 +40,9 @@ class _Rows:
     def ensure_annotator(self, name: str) -> None:
         raise NotImplementedError
 
+    def pragmas(self, **values: int) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
     def _one(self, sql: str, args: Iterable[Any]) -> dict[str, Any] | None:
         """The first row of ``sql`` as {column: value}, None when there is none."""
         cur = self.conn.execute(sql, tuple(args))
@@ -259,13 +262,15 @@ class RunRows(_Rows):
             )
             return int(cur.lastrowid)
 
+    def run_row(self, run_id: int | None) -> dict[str, Any] | None:
+        """A run's row as stored (JSON columns as text), None when there is no such run."""
+        return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+
     def run(self, run_id: int) -> dict[str, Any] | None:
         """A run's row with its config and rating ids decoded; None when there is no such run."""
-        cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
+        rec = self.run_row(run_id)
+        if rec is None:
             return None
-        rec = dict(zip([d[0] for d in cur.description], row, strict=True))
         rec["config"] = json.loads(rec["config"] or "{}")
         rec["rating_ids"] = json.loads(rec["rating_ids"] or "[]")
         return rec
