@@ -14,14 +14,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.exchange.files import drain
-from core.exchange.merge_rows import FileReport, MergeCancelled, MergeProgress, RowMerger
 from core.store import SCHEMA_VERSION, ProjectError, ProjectStore
+from core.store.merge_rows import FileReport, MergeCancelled, MergeProgress, RowMerger
 
 _REQUIRED = {
     "annotators": ("name", "created_at"),
@@ -80,7 +79,9 @@ _REQUIRED = {
     "metrics": ("run_id", "step", "name", "value", "created_at"),
     "alerts": ("id", "uuid", "run_id", "step", "rule", "message", "created_at"),
 }
-_CACHE_KIB = -262144  # SQLite page cache while merging: 256 MiB (negative: KiB)
+# SQLite page cache while merging: 256 MiB (negative: KiB). Inserts into the random-uuid indexes
+# otherwise spill and re-read pages all the time.
+_CACHE_KIB = -262144
 
 
 @dataclass
@@ -122,7 +123,7 @@ def iter_merge_projects(
         for p in others:  # check every file before merging any
             sources.append(_open_source(Path(p).expanduser(), store))
         reports = [FileReport(src.path) for src in sources]
-        with _big_cache(store), store.transaction():
+        with store.pragmas(cache_size=_CACHE_KIB), store.transaction():
             for src, report in zip(sources, reports, strict=True):
                 yield from RowMerger(store, src, report, cancel).run()
     except MergeCancelled:
@@ -131,18 +132,6 @@ def iter_merge_projects(
         for src in sources:
             src.close()
     return MergeReport(reports, time.perf_counter() - start)
-
-
-@contextmanager
-def _big_cache(store: ProjectStore) -> Iterator[None]:
-    """A larger page cache while merging: inserts into the random-uuid indexes otherwise spill
-    and re-read pages all the time (this halves a 100k-rating merge)."""
-    (size,) = store.conn.execute("PRAGMA cache_size").fetchone()
-    store.conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        store.conn.execute(f"PRAGMA cache_size = {int(size)}")
 
 
 def _open_source(path: Path, target: ProjectStore) -> ProjectStore:
@@ -158,7 +147,7 @@ def _open_source(path: Path, target: ProjectStore) -> ProjectStore:
                 "to upgrade it, then merge; nothing was merged."
             )
         for table, cols in _REQUIRED.items():
-            have = {r[1] for r in src.conn.execute(f"PRAGMA table_info({table})")}
+            have = set(src.column_names(table))
             missing = [c for c in cols if c not in have]
             if missing:
                 raise ProjectError(

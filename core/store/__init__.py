@@ -5,7 +5,9 @@
 - ``records``: the row methods by table, mixed into ``ProjectStore``;
 - ``queries``: the reads other modules need, by table (an item's texts, what an annotator has seen,
   a run's metrics), mixed into ``ProjectStore`` so that no caller writes SQL;
-- ``export``: ratings as the lines of a raw export, made by SQLite, mixed into ``ProjectStore``.
+- ``export``: ratings as the lines of a raw export, made by SQLite, mixed into ``ProjectStore``;
+- ``merge_rows``: another project file's rows copied in, ids remapped (core.exchange.merge
+  drives it).
 """
 
 from core.store.project import ProjectStore

@@ -136,6 +136,10 @@ class ProjectStore(
             for pragma, value in saved.items():
                 self.conn.execute(f"PRAGMA {pragma} = {int(value)}")
 
+    def column_names(self, table: str) -> list[str]:
+        """The columns ``table`` has in this file: what a file from another build can be read for."""
+        return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")]
+
     # ---- meta and settings ------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

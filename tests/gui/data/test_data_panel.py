@@ -9,8 +9,8 @@ import json
 import pytest
 
 from core import data
-from core.exchange.merge_rows import TABLES
 from core.store import ProjectStore
+from core.store.merge_rows import TABLES
 
 WAIT_MS = 20000
 

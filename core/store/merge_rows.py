@@ -1,6 +1,8 @@
 """Merging one source project file into the target, table by table, every id remapped.
 
-Part of core.exchange.merge (import from there); the rules are in its docstring.
+The row-level half of core.exchange.merge, which opens and checks the files and reports (import
+from there; the rules are in its docstring). It lives with the schema: its column lists are the
+tables' columns, and it reads and writes both files' rows in bulk.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.store import ProjectError, ProjectStore
+from core.store.project import ProjectStore
+from core.store.schema import ProjectError
 
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps without a new encoder per call
 TABLES = (
