@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     jsonl = db.with_suffix(".jsonl")
     jsonl.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     import_prompts(store, str(jsonl))
-    all_ids = [r[0] for r in store.conn.execute("SELECT id FROM prompts ORDER BY id")]
+    all_ids = store.prompt_ids()
 
     variants = {
         "plain_1x1": lambda r, s: plain_generate(lm, [prompts[r]], 1, params, s),

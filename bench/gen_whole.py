@@ -83,7 +83,7 @@ def run_ours(args, prompts: Path, folder: Path, k: int, new: int, rep: int) -> t
     seconds, _ = run_cli(argv)
     store = ProjectStore(db)
     try:
-        tokens = store.conn.execute("SELECT SUM(n_tokens) FROM samples").fetchone()[0] or 0
+        tokens = store.generated_tokens()
     finally:
         store.close()
     return seconds, int(tokens)

@@ -51,13 +51,8 @@ def prepare_project(db: Path, model: str, n_prompts: int, smoke: bool) -> Path:
 
     pairs_project(db, load_pairs(8 if smoke else 64, synthetic=smoke))
     with ProjectStore(db) as store:
-        import_prompts(store, REPO / "resources" / "starter_prompts.jsonl")
-        ids = [
-            r[0]
-            for r in store.conn.execute(
-                "SELECT id FROM prompts WHERE source != 'bench' ORDER BY id"
-            )
-        ]
+        # the prompts this import adds: every prompt of the pairs project has source "bench"
+        ids = import_prompts(store, REPO / "resources" / "starter_prompts.jsonl").prompt_ids
         rows = [
             {
                 "prompt_id": p,

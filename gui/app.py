@@ -226,7 +226,7 @@ def run_app(args) -> int:
     except UserError as e:
         _report(f"The project file could not be opened.\n\n{e}", bool(screenshot))
         return 2
-    ctx.store.conn.execute(f"PRAGMA busy_timeout = {GUI_BUSY_TIMEOUT_MS}")
+    ctx.store.set_busy_timeout(GUI_BUSY_TIMEOUT_MS)
     window = MainWindow(ctx, confirm_close=not screenshot)
     if screenshot:  # a picture needs a model only when the project has too few responses
         window.rate_panel.feeder.eager_model = False

@@ -136,6 +136,10 @@ class ProjectStore(
             for pragma, value in saved.items():
                 self.conn.execute(f"PRAGMA {pragma} = {int(value)}")
 
+    def set_busy_timeout(self, ms: int) -> None:
+        """Wait at most ``ms`` for another writer's lock: the GUI reports a locked file sooner."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
     def column_names(self, table: str) -> list[str]:
         """The columns ``table`` has in this file: what a file from another build can be read for."""
         return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")]

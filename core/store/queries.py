@@ -101,6 +101,10 @@ class SampleQueries(_Rows):
             "GROUP BY model ORDER BY MIN(id)"
         ).fetchall()
 
+    def generated_tokens(self) -> int:
+        """Response tokens over every sample (0 when none were counted): a throughput figure."""
+        return int(self.conn.execute("SELECT SUM(n_tokens) FROM samples").fetchone()[0] or 0)
+
 
 class RatingQueries(_Rows):
     def sample_ids_judged_by(
