@@ -61,14 +61,6 @@ def seen_keys(store: ProjectStore, annotator: str) -> set[frozenset[int]]:
     return {frozenset(ids) for ids in judged}
 
 
-def live_rating_count(store: ProjectStore, annotator: str | None = None) -> int:
-    """Live ratings (skips not counted), of one annotator or of everyone."""
-    where = "superseded = 0 AND kind != 'skip'"
-    if annotator is None:
-        return store.count("ratings", where)
-    return store.count("ratings", where + " AND annotator = ?", [annotator.strip()])
-
-
 def samples_by_prompt(store: ProjectStore) -> dict[int, list[int]]:
     """Model samples of training prompts: evaluation prompts are rated only in the arena."""
     groups: dict[int, list[int]] = {}

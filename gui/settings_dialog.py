@@ -229,7 +229,7 @@ class EvalPromptsRow(QWidget):
 
     def _counts(self) -> tuple[int, int]:
         store = self.ctx.store
-        return store.count("prompts"), store.count("prompts", "split = 'eval'")
+        return store.count("prompts"), store.eval_prompt_count()
 
     def show_counts(self) -> None:
         total, kept = self._counts()

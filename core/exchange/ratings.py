@@ -71,12 +71,6 @@ def anonymizer(store: ProjectStore) -> Callable[[str], str]:
     return code
 
 
-def _anonymize_model(model: str | None, code: Callable[[str], str]) -> str | None:
-    if model and model.startswith("human:"):  # a rewrite names its author
-        return "human:" + code(model.split(":", 1)[1])
-    return model
-
-
 # ---- the public entry points ----------------------------------------------------------------------
 def export_ratings(
     store: ProjectStore,

@@ -50,6 +50,11 @@ class SampleQueries(_Rows):
             for pid, text, messages in self._by_id("prompts", "text, messages", ids)
         }
 
+    def eval_prompt_count(self) -> int:
+        """Prompts kept for evaluation: none means there is nothing to hold an arena on."""
+        sql = "SELECT COUNT(*) FROM prompts WHERE split = 'eval'"
+        return int(self.conn.execute(sql).fetchone()[0])
+
     def chat_prompt_ids(self) -> set[int]:
         """The prompts imported as chats (messages) rather than plain text."""
         sql = "SELECT id FROM prompts WHERE messages IS NOT NULL"
@@ -107,6 +112,14 @@ class SampleQueries(_Rows):
 
 
 class RatingQueries(_Rows):
+    def live_rating_count(self, annotator: str | None = None) -> int:
+        """Live ratings (skips not counted), of one annotator or of everyone: work done so far."""
+        sql = "SELECT COUNT(*) FROM ratings WHERE superseded = 0 AND kind != 'skip'"
+        args = [] if annotator is None else [annotator]
+        if annotator is not None:
+            sql += " AND annotator = ?"
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
     def sample_ids_judged_by(
         self, annotator: str, kinds: Iterable[str] = (), except_kinds: Iterable[str] = ()
     ) -> list[list[int]]:

@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 
-from core.items import Item, item_for_rating, last_live_rating, live_rating_count
+from core.items import Item, item_for_rating, last_live_rating
 from gui.context import AppContext
 from gui.rate.queue import ItemFeeder
 from gui.rate.texts import ARENA
@@ -66,7 +66,7 @@ class RatePanel(QWidget):
         self.undo_stack: list[Action] = []
         self.redo_stack: list[Action] = []
         self.session_count = 0
-        self.total = live_rating_count(ctx.store)
+        self.total = ctx.store.live_rating_count()
         self._ready_sent = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         mode = self._project_mode = ctx.settings()["mode"]
@@ -135,7 +135,7 @@ class RatePanel(QWidget):
             self.set_mode(settings["mode"])
 
     def _on_data_changed(self) -> None:
-        self.total = live_rating_count(self.ctx.store)
+        self.total = self.ctx.store.live_rating_count()
         self._update_progress()
 
     def _update_progress(self) -> None:

@@ -107,7 +107,7 @@ class Evaluation(QObject):
                 "there is nothing to compare it with. Use python main.py arena --models SPEC "
                 f"checkpoint:{checkpoint_id} and name the model yourself."
             )
-        if store.count("prompts", "split = 'eval'") == 0:
+        if store.eval_prompt_count() == 0:
             return self._refuse(NO_EVAL_PROMPTS)
         work = arena_work(self.ctx, checkpoint_id, start, self.ctx.settings())
         task = Task(work, name="arena", parent=self)

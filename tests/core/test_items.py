@@ -12,7 +12,6 @@ from core.items import (
     choose_sample_sets,
     item_for_rating,
     last_live_rating,
-    live_rating_count,
     seen_keys,
     select_items,
 )
@@ -139,4 +138,4 @@ def test_undo_beyond_the_session_rebuilds_the_item_in_shown_order(project):
     again = item_for_rating(project, rating, current_mode="score")
     assert again == item
     assert last_live_rating(project, "ann", exclude_ids=[rid]) is None
-    assert live_rating_count(project) == live_rating_count(project, "ann") == 1
+    assert project.live_rating_count() == project.live_rating_count("ann") == 1

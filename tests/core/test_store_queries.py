@@ -56,6 +56,8 @@ def test_rating_counts_and_names(project):
     assert project.live_ratings_per_sample() == {1: 1, 2: 1, 4: 1, 5: 1, 6: 1}
     assert project.rated_prompt_ids() == {1, 2, 3}
     assert project.rating_annotators() == {"ann", "bob", "cy"}
+    assert project.live_rating_count() == 4  # the skip and the undone rating do not count
+    assert project.live_rating_count("ann") == 3 and project.live_rating_count("cy") == 0
     assert project.live_eval_pairwise_ratings() == [("ann", [5, 6], {"choice": "b"})]
     rows = project.trainable_rating_rows()
     assert [r[:4] for r in rows] == [
@@ -91,6 +93,7 @@ def test_samples_and_prompts_by_id(project):
 
 def test_prompt_and_sample_lists(project):
     assert project.chat_prompt_ids() == {2}
+    assert project.eval_prompt_count() == 1
     assert [pid for pid, _ in project.train_prompt_uuids()] == [1, 2]
     assert project.train_prompt_uuids()[0][1] == project.prompt(1)["uuid"]
     assert project.least_sampled_prompts("train") == [2, 1]  # the rewrite does not count
