@@ -7,7 +7,6 @@ LoRA with full fine-tuning's tokens per forward pass, which the LoRA default tra
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,17 +15,16 @@ from pathlib import Path
 
 from bench.common import REPO, Result, bench_env, finish, log, mode_of, parser, pick, workdir
 from bench.pairs import load_pairs, pairs_project
+from core.store import ProjectStore
 
 TARGETS_GB = {"lora": 2.5, "full": 4.0}
 
 
 def _mean_step_seconds(db: Path) -> float:
-    """Mean optimizer-step time of the run in ``db`` (the first step included)."""
-    con = sqlite3.connect(db)
-    try:
-        values = [v for (v,) in con.execute("SELECT value FROM metrics WHERE name = 'step_time'")]
-    finally:
-        con.close()
+    """Mean optimizer-step time of the newest run in ``db`` (the first step included)."""
+    with ProjectStore(db, readonly=True) as store:
+        history = store.metric_history(store.last_run_id(), ["step_time"])
+    values = [m["step_time"] for _, m in history]
     return sum(values) / len(values) if values else float("nan")
 
 
