@@ -141,8 +141,11 @@ def run_project(
     if made is None:
         fresh(db)
         log(f"learning: project {project} for {', '.join(r.name for r in raters)}")
-        made = journal.put(f"project/{project}", make_project(cli, folder, plan, raters[0].sources))
-    answers = answers_digest(db)
+        made = make_project(cli, folder, plan, raters[0].sources)
+        # the pool the raters draw from, taken before held-out and policies' answers join the file
+        made = journal.put(f"project/{project}", {**made, "answers": answers_digest(db)})
+    made = dict(made)
+    answers = made.pop("answers", None) or answers_digest(db)
     store = ProjectStore(db)
     base = load_model(plan.model, dtype=plan.dtype)
     size = plan.size

@@ -99,6 +99,8 @@ def test_a_run_killed_while_rating_and_while_training_resumes_to_the_same_figure
     assert "generate" not in calls and "rate" not in calls
     assert calls.count("train") == 5
     assert any("started 3 times" in n for n in resumed["notes"])
+    # later sittings found more answers in the file (held-out ones), but the same rated pool
+    assert not any("made again" in n for n in resumed["notes"])
 
 
 def test_a_run_in_one_precision_loads_every_model_in_it(tiny_model_dir, tmp_path):
