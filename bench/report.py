@@ -248,14 +248,19 @@ def _ordered(benches: dict[str, Any]) -> list[str]:
     return [n for n in ORDER if n in benches] + [n for n in benches if n not in ORDER]
 
 
-def bench_section(b: dict[str, Any], docs_dir: Path) -> list[str]:
+def bench_section(b: dict[str, Any], docs_dir: Path, main_cpu: str | None = None) -> list[str]:
     load = f"load average before {b.get('load_before', '?')} / after {b.get('load_after', '?')}"
+    cpu = _cpu_of(b)
+    elsewhere = ""
+    if cpu and cpu != main_cpu:  # measured on another machine than the table at the top
+        cores = (b.get("machine") or {}).get("cores")
+        elsewhere = f" · **on {cpu}**" + (f", {cores} cores" if cores else "")
     lines = [
         f"## {b['title']}",
         "",
         f"`{b['name']}` · {b.get('mode', 'full')} run · {b.get('started', '?')} · "
         + (f"code {b['commit']} · " if b.get("commit") else "")
-        + f"{fmt(b.get('seconds'), 0)} s · {load}",
+        + f"{fmt(b.get('seconds'), 0)} s · {load}{elsewhere}",
         "",
     ]
     if b.get("error"):
@@ -373,6 +378,7 @@ def render(results: dict[str, Any], docs_dir: Path) -> str:
     benches = results.get("benches", {})
     first = next((b for b in benches.values() if b.get("machine")), {})
     machine = results.get("machine") or first.get("machine", {})
+    main_cpu = machine.get("cpu")
     modes = sorted({b.get("mode", "full") for b in benches.values()})
     old = superseded(benches)
     shortfalls = [
@@ -388,9 +394,15 @@ def render(results: dict[str, Any], docs_dir: Path) -> str:
         "[bench/results.json](../bench/results.json); do not edit by hand. Re-render with "
         "`python -m bench.report`. Mode: " + ", ".join(modes) + ".",
         "",
-        "Every number is measured on the machine below, with the app's own code (the CLI or the "
-        "core generators it runs). The load average of the machine is printed with each "
-        "benchmark: figures taken while other work ran are slower than a quiet machine gives.",
+        "Every number is measured "
+        + (
+            f"on the machine below, except the {others} section(s) that name another CPU, "
+            if (others := sum(1 for b in benches.values() if _cpu_of(b) not in (None, main_cpu)))
+            else "on the machine below, "
+        )
+        + "with the app's own code (the CLI or the core generators it runs). The load average "
+        "of the machine is printed with each benchmark: figures taken while other work ran are "
+        "slower than a quiet machine gives.",
         "",
         "Reproduce: `make bench` (the whole suite; installs the `bench` extra: TRL, datasets, "
         "psutil, matplotlib), `make bench-quick` (a smoke pass, written to bench/out/quick/), or "
@@ -415,7 +427,7 @@ def render(results: dict[str, Any], docs_dir: Path) -> str:
 
             lines += protocol_section()
             protocol = True
-        lines += bench_section(benches[name], docs_dir)
+        lines += bench_section(benches[name], docs_dir, main_cpu)
     if not machine.get("gpu"):
         lines += [
             "## GPU",

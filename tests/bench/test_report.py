@@ -1,4 +1,5 @@
-"""The benchmark report's summary: a CPU-speed excuse only for results from the CPU it measured."""
+"""The benchmark report: a CPU-speed excuse only for results from the CPU it measured, and each
+result measured on another machine than the report's says which."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ def test_the_slower_cpu_note_names_only_results_from_that_cpu():
     rows = {line.split(" | ")[0].strip("| "): line for line in report.summary_table(benches)[2:]}
     assert "slower than the target's CPU" in rows["memory"]
     assert "slower than the target's CPU" not in rows["cold_start"]
+
+
+def test_a_result_from_another_machine_names_its_cpu(tmp_path):
+    results = {
+        "machine": {"cpu": "old CPU"},
+        "benches": {
+            "memory": _bench("memory", "old CPU", [_fig("mem.time", 700.0, "s", "info")]),
+            "cold_start": _bench("cold_start", "new CPU", [_fig("cold.t", 12.0, "s", "info")]),
+        },
+    }
+    text = report.render(results, tmp_path)
+    sections = {s.split("\n", 1)[0]: s for s in text.split("## ")[1:]}
+    assert "on new CPU" in sections["cold_start"]
+    assert "on old CPU" not in sections["memory"] and "on new CPU" not in sections["memory"]
+    assert "except the 1 section(s) that name another CPU" in text
