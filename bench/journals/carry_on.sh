@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Carry on the reporting runs of bench/journals/README.md: each from its own clone pinned at the
-# journals' commit (made if missing), one thread each, side by side. When the rest plan's run
-# ends, its clone goes on with the dev raters' DPO run, so no core waits for someone to notice.
+# Carry on the long runs of bench/journals/README.md: each from its own clone pinned at the
+# journals' commit (made if missing), one thread each, side by side.
 # Usage: bench/journals/carry_on.sh   (from the main checkout, after `make setup`)
 set -u
 MAIN=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,14 +23,11 @@ export OMP_NUM_THREADS=1
     --workdir bench/out/full/label_efficiency_test --out bench/out/full/label_efficiency_test.json \
     >> bench/out/eff_test.log 2>&1) &
 
-(cd "$MAIN/../testrun2" && nice "$PY" -m bench.learning.run --role test --report --resume \
-    --runs dpo_small,reward,rloo,reinforce --journal "$J/learning_test_rest.json" \
-    --workdir bench/out/full/learning_test_rest --out bench/out/full/learning_test_rest.json \
-    >> bench/out/learning_test_rest.log 2>&1 \
-  && nice "$PY" -m bench.learning.run --role dev --resume --runs dpo_large \
+# The rest plan's run (learning_test_rest.json) has finished and its result is in
+# bench/results.json; its clone now carries the dev raters' DPO run.
+(cd "$MAIN/../testrun2" && nice "$PY" -m bench.learning.run --role dev --resume --runs dpo_large \
     --journal "$J/learning_dev_dpo_large.json" \
     --workdir bench/out/full/learning_dev_dpo_large --out bench/out/full/learning_dev_dpo_large.json \
     >> bench/out/learning_dev_dpo_large.log 2>&1) &
 
-echo "logs: ../testrun/bench/out/eff_test.log, ../testrun2/bench/out/learning_test_rest.log," \
-     "then ../testrun2/bench/out/learning_dev_dpo_large.log"
+echo "logs: ../testrun/bench/out/eff_test.log, ../testrun2/bench/out/learning_dev_dpo_large.log"
