@@ -17,6 +17,8 @@ import json
 import math
 import sqlite3
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +176,8 @@ def rating_limit(choices: list[str], pairs: int) -> int:
     return len(choices) if seen else 0
 
 
-def answers_digest(db: Path) -> str:
-    """A digest of a project's prompts and candidate answers: equal digests, equal pools."""
+def running_digests(db: Path) -> Iterator[str]:
+    """The digest of a project's prompts and answers after each answer, in id order."""
     digest = hashlib.sha256()
     with contextlib.closing(sqlite3.connect(db)) as conn:
         for prompt, text in conn.execute(
@@ -183,4 +185,10 @@ def answers_digest(db: Path) -> str:
             "ORDER BY s.id"
         ):
             digest.update(f"{prompt}\0{text}\0".encode())
-    return digest.hexdigest()[:16]
+            yield digest.hexdigest()[:16]
+
+
+def answers_digest(db: Path) -> str:
+    """A digest of a project's prompts and candidate answers: equal digests, equal pools."""
+    tail = deque(running_digests(db), maxlen=1)
+    return tail[0] if tail else hashlib.sha256().hexdigest()[:16]
