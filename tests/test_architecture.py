@@ -1,4 +1,5 @@
-"""The house rules that a reader of the tree relies on: no import cycles, modules of a readable size."""
+"""The house rules that a reader of the tree relies on: no import cycles, modules of a readable size,
+no SQL outside the store."""
 
 from __future__ import annotations
 
@@ -109,3 +110,27 @@ def test_modules_stay_readable():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def _sql_uses(path: Path) -> list[str]:
+    """Where a module talks to SQLite itself: a connection's attribute, a cursor's execute or a
+    connect call (catching sqlite3's errors is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        connect = node.attr == "connect" and getattr(node.value, "id", None) == "sqlite3"
+        if connect or node.attr in ("conn", "execute", "executemany", "executescript"):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    return found
+
+
+def test_no_sql_outside_the_store():
+    """The store has a method for what each caller needs (ARCHITECTURE): no SQL in callers."""
+    outside = [
+        use
+        for name, path in _modules().items()
+        if not name.startswith("core.store")
+        for use in _sql_uses(path)
+    ]
+    assert not outside, "SQL outside core/store (add a store method):\n" + "\n".join(outside)
