@@ -120,24 +120,26 @@ def newest_scorer(
     start = load_model(base, store=store, device=device, dtype=dtype)
 
     def by_implicit_reward(ids: list[int]) -> Scores:
-        mine, ref = _logps(store, tuned, ids), _logps(store, start, ids)
+        prompt_of = store.sample_prompt_ids(ids)
+        mine, ref = _logps(store, tuned, ids, prompt_of), _logps(store, start, ids, prompt_of)
         return {i: mine[i] - ref[i] for i in ids}
 
     return f"policy checkpoint:{policy} against {base}", by_implicit_reward
 
 
 def _texts(store: ProjectStore, ids: list[int]) -> tuple[list[list[dict[str, str]]], list[str]]:
-    prompt_of, texts = store.sample_prompt_ids(ids), store.sample_texts(ids)
-    return [store.prompt_messages(prompt_of[i]) for i in ids], [texts[i] for i in ids]
+    rows = store.sample_rows(ids)
+    return [store.prompt_messages(rows[i][0]) for i in ids], [rows[i][1] for i in ids]
 
 
 @torch.inference_mode()
-def _logps(store: ProjectStore, loaded, ids: list[int], batch_size: int = 8) -> Scores:
+def _logps(
+    store: ProjectStore, loaded, ids: list[int], prompt_of: dict[int, int], batch_size: int = 8
+) -> Scores:
     """Summed log-prob of each sample's response under ``loaded``, given its prompt."""
     tokens = Tokens(store, loaded.tokenizer, 1024, eos=True)
     module = CompletionLogps(loaded.model)
     pad = loaded.tokenizer.pad_token_id or 0
-    prompt_of = store.sample_prompt_ids(ids)
     out: Scores = {}
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]

@@ -37,6 +37,12 @@ class SampleQueries(_Rows):
         """{sample id: its prompt's id} of ``ids`` that exist: the prompt to score a response on."""
         return dict(self._by_id("samples", "prompt_id", ids))
 
+    def sample_rows(self, ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """{sample id: (its prompt's id, response text)} of ``ids`` that exist, in one read."""
+        return {
+            sid: (pid, text) for sid, pid, text in self._by_id("samples", "prompt_id, text", ids)
+        }
+
     def sample_models(self, ids: Iterable[int] | None = None) -> dict[int, str]:
         """{sample id: the model spec that made it} of ``ids`` (every sample with None)."""
         if ids is None:

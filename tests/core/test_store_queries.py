@@ -79,6 +79,7 @@ def test_rating_counts_and_names(project):
 def test_samples_and_prompts_by_id(project):
     assert project.sample_texts([2, 1, 99]) == {1: "s1", 2: "s2"}
     assert project.sample_prompt_ids((4, 5)) == {4: 2, 5: 3}
+    assert project.sample_rows([5, 4, 99]) == {4: (2, "s4"), 5: (3, "s5")}
     assert project.sample_models((6, 6)) == {6: "m2"}
     assert project.sample_models() == {1: "m1", 2: "m1", 3: "human:ann", 4: "m2", 5: "m1", 6: "m2"}
     assert project.prompts_as_messages({1, 2}) == {
