@@ -357,7 +357,8 @@ def _table_details(d: dict[str, Any]) -> list[str]:
     """Benchmarks that prepare their own rows under details["table"]."""
     lines = _generic_table(d.get("table", []))
     for extra in d.get("tables", []):
-        lines += ["", f"**{extra['title']}**", "", *_generic_table(extra["rows"])]
+        if extra["rows"]:  # a run without reward models has no accuracy table to head
+            lines += ["", f"**{extra['title']}**", "", *_generic_table(extra["rows"])]
     return lines
 
 

@@ -1,5 +1,5 @@
 """The benchmark report: a CPU-speed excuse only for results from the CPU it measured, and each
-result measured on another machine than the report's says which."""
+result measured on another machine than the report's says which; no table heading without rows."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ def test_a_result_from_another_machine_names_its_cpu(tmp_path):
     assert "on new CPU" in sections["cold_start"]
     assert "on old CPU" not in sections["memory"] and "on new CPU" not in sections["memory"]
     assert "except the 1 section(s) that name another CPU" in text
+
+
+def test_a_table_without_rows_gets_no_heading():
+    details = {
+        "table": [{"policy": "base", "gain": 0.1}],
+        "tables": [
+            {"title": "Each seed", "rows": [{"seed": 0, "gain": 0.1}]},
+            {"title": "Reward models", "rows": []},
+        ],
+    }
+    text = "\n".join(report._table_details(details))
+    assert "**Each seed**" in text and "Reward models" not in text
