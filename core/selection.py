@@ -129,7 +129,8 @@ def newest_scorer(
 
 def _texts(store: ProjectStore, ids: list[int]) -> tuple[list[list[dict[str, str]]], list[str]]:
     rows = store.sample_rows(ids)
-    return [store.prompt_messages(rows[i][0]) for i in ids], [rows[i][1] for i in ids]
+    messages = store.prompts_as_messages({pid for pid, _ in rows.values()})
+    return [messages[rows[i][0]] for i in ids], [rows[i][1] for i in ids]
 
 
 @torch.inference_mode()
